@@ -1,0 +1,3 @@
+"""postergen: train GANs on movie posters and generate new ones."""
+
+__version__ = "0.1.0"

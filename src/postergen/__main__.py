@@ -1,0 +1,3 @@
+from postergen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Read a dataset folder written by `prepare` (DESIGN.md: images.npy, labels.npy, dataset.json)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from postergen.errors import UserError
+
+
+@dataclass
+class PosterDataset:
+    """A prepared dataset: images (N, 3, H, W) uint8 memory map, labels (N, G) uint8 multi-hot."""
+
+    path: Path
+    images: np.ndarray
+    labels: np.ndarray
+    meta: dict
+
+    @property
+    def genres(self) -> list[str]:
+        return [g["name"] for g in self.meta["genres"]]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_meta(path: Path) -> dict:
+    meta_path = Path(path) / "dataset.json"
+    if not Path(path).is_dir():
+        raise UserError(f"{path}: no such dataset folder")
+    if not meta_path.is_file():
+        raise UserError(f"{path}: not a dataset folder (no dataset.json; was `postergen prepare` interrupted?)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{meta_path}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or not {"count", "size", "genres"} <= meta.keys():
+        raise UserError(f"{meta_path}: not a postergen dataset.json (missing count/size/genres)")
+    return meta
+
+
+def open_dataset(path: Path) -> PosterDataset:
+    """Open without reading pixels: images stay memory-mapped until indexed."""
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        images = np.load(path / "images.npy", mmap_mode="r")
+        labels = np.load(path / "labels.npy")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: broken dataset arrays ({e})") from None
+    H, W = meta["size"]
+    if images.shape != (meta["count"], 3, H, W) or images.dtype != np.uint8:
+        raise UserError(f"{path}/images.npy: shape {images.shape} does not match dataset.json")
+    if labels.shape != (meta["count"], len(meta["genres"])):
+        raise UserError(f"{path}/labels.npy: shape {labels.shape} does not match dataset.json")
+    return PosterDataset(path, images, labels, meta)
+
+
+def describe(path: Path) -> str:
+    """Human summary for `postergen info`."""
+    ds = open_dataset(path)
+    meta = ds.meta
+    H, W = meta["size"]
+    prep = meta.get("prepare", {})
+    lines = [
+        f"dataset   {ds.path}",
+        f"posters   {meta['count']}",
+        f"image     {W}x{H} (W x H), fit {prep.get('fit', '?')}, "
+        f"{ds.images.nbytes / 2**20:.1f} MiB",
+        f"source    {', '.join(prep.get('roots', [])) or '?'}",
+        f"labels    {prep.get('labels_from', '?')}",
+    ]
+    if meta["genres"]:
+        multi = int((ds.labels.sum(1) > 1).sum())
+        none = int((ds.labels.sum(1) == 0).sum())
+        lines.append(f"genres    {len(meta['genres'])} ({multi} posters with several, {none} with none)")
+        width = max(len(g["name"]) for g in meta["genres"])
+        for g in meta["genres"]:
+            lines.append(f"  {g['name']:<{width}}  {g['count']:>7}")
+    else:
+        lines.append("genres    none")
+    if prep.get("filtered_by_genre"):
+        lines.append(f"filtered  {prep['filtered_by_genre']} posters outside --genres {','.join(prep['genres'])}")
+    reasons = Counter(s["reason"] for s in meta.get("skipped", []))
+    lines.append(f"skipped   {sum(reasons.values())}")
+    for reason, n in reasons.most_common():
+        lines.append(f"  {reason:<18} {n:>7}")
+    return "\n".join(lines)

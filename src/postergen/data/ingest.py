@@ -1,0 +1,451 @@
+"""Poster folders / zips -> dataset folder (DESIGN.md): robust parallel decode into a memory map.
+
+Every candidate image ends up either in `images.npy` or in `dataset.json` `skipped` with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from postergen.data.labels import LabelTable, normalize_genre, parse_label_csv, poster_key, read_label_csv
+from postergen.errors import UserError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+@dataclass
+class PrepareConfig:
+    """Settings of `postergen prepare`; each has one default, used by the CLI too."""
+
+    size: int = 64  # short side of the output in pixels (32-512)
+    aspect: str = "1:1"  # "1:1" square, "2:3" W x H = size x 1.5*size (the posters' own shape)
+    fit: str = "crop"  # "crop": center crop (the seed's choice); "pad": letterbox on black
+    labels: Path | None = None  # genre CSV; None: a single CSV at a source's top, else subfolder names
+    use_labels: bool = True  # False: ignore CSVs and subfolders, write no genres
+    genres: list[str] | None = None  # keep only posters with any of these genres; None keeps all
+    min_side: int = 32  # skip images whose short side (pixels) is below this
+    max_pixels: int = 40_000_000  # refuse larger images from their header, before decoding (bombs)
+    workers: int = 1  # decoding processes
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Output (H, W)."""
+        return (self.size, self.size) if self.aspect == "1:1" else (round(1.5 * self.size), self.size)
+
+
+@dataclass
+class _Source:
+    path: Path
+    is_zip: bool
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class _Candidate:
+    root: int  # index into the sources
+    rel: str  # posix path inside the source
+    genres: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding (runs in worker processes)
+
+def _oriented_size(im: Image.Image) -> tuple[int, int, bool]:
+    """Size after EXIF rotation, read from the header without decoding pixels."""
+    try:
+        transposed = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # a broken EXIF block is not worth losing the image over
+        transposed = False
+    w, h = im.size
+    return (h, w, True) if transposed else (w, h, False)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; alpha is composited on white, 16-bit is scaled, not clipped."""
+    if im.mode in _SIXTEEN_BIT_MODES:
+        a = np.asarray(im, dtype=np.float32)
+        peak = float(a.max()) if a.size else 0.0
+        if im.mode == "F" and peak <= 1.0:
+            a = a * 255.0
+        elif peak > 255.0:
+            a = a / 257.0  # 65535 -> 255
+        im = Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in _ALPHA_MODES:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        im = white
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _fit(im: Image.Image, shape: tuple[int, int], fit: str) -> Image.Image:
+    """Center crop (resize with a source box: one resampling pass) or letterbox to (H, W)."""
+    H, W = shape
+    iw, ih = im.size
+    if fit == "crop":
+        if iw * H > ih * W:  # wider than the target aspect: trim the sides
+            bw = ih * W / H
+            box = ((iw - bw) / 2, 0.0, (iw + bw) / 2, float(ih))
+        else:
+            bh = iw * H / W
+            box = (0.0, (ih - bh) / 2, float(iw), (ih + bh) / 2)
+        return im.resize((W, H), Image.BICUBIC, box=box)
+    scale = min(W / iw, H / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    canvas = Image.new("RGB", (W, H), (0, 0, 0))
+    canvas.paste(im.resize((nw, nh), Image.BICUBIC), ((W - nw) // 2, (H - nh) // 2))
+    return canvas
+
+
+def _draft_size(w: int, h: int, shape: tuple[int, int], fit: str, transposed: bool) -> tuple[int, int]:
+    """Smallest stored-orientation size the fit still needs; JPEG draft decodes no larger than that."""
+    H, W = shape
+    scale = max(W / w, H / h) if fit == "crop" else min(W / w, H / h)
+    need = (math.ceil(w * scale), math.ceil(h * scale))
+    return (need[1], need[0]) if transposed else need
+
+
+def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray | None]:
+    """bytes -> ("ok", "", uint8 (3, H, W)) or ("reason", "detail", None)."""
+    if not data:
+        return "empty", "zero-byte file", None
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return "not-an-image", "not a recognised image format", None
+    except Image.DecompressionBombError as e:
+        return "too-large", str(e), None
+    except Exception as e:  # malformed headers raise all sorts (SyntaxError, ValueError, struct.error)
+        return "corrupt", f"{type(e).__name__}: {e}", None
+    w, h = im.size
+    if w * h > cfg.max_pixels:
+        return "too-large", f"{w}x{h} pixels is above --max-pixels {cfg.max_pixels}", None
+    if min(w, h) < cfg.min_side:
+        return "too-small", f"{w}x{h}: short side below --min-side {cfg.min_side}", None
+    ow, oh, transposed = _oriented_size(im)
+    try:
+        if im.format == "JPEG":
+            im.draft(im.mode, _draft_size(ow, oh, cfg.shape, cfg.fit, transposed))
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        out = _fit(_to_rgb(im), cfg.shape, cfg.fit)
+    except Exception as e:  # truncated/corrupt data surfaces at load time as OSError, SyntaxError, ...
+        return "corrupt", f"{type(e).__name__}: {e}", None
+    return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+
+
+_WORKER: dict = {}  # per-process state set by _init_worker: config, sources, open zip handles
+
+
+def _init_worker(cfg: PrepareConfig, sources: list[_Source]) -> None:
+    Image.MAX_IMAGE_PIXELS = None  # bombs are refused by our own --max-pixels check, from the header
+    _WORKER.update(cfg=cfg, sources=sources, zips={})
+
+
+def _read_bytes(root: int, rel: str) -> bytes:
+    src: _Source = _WORKER["sources"][root]
+    if not src.is_zip:
+        return (src.path / rel).read_bytes()
+    zips = _WORKER["zips"]
+    if root not in zips:
+        zips[root] = zipfile.ZipFile(src.path)
+    return zips[root].read(rel)
+
+
+def _work(task: tuple[int, str]) -> tuple[str, str, bytes, bytes]:
+    """One candidate -> (reason or "ok", detail, content hash, CHW pixel bytes)."""
+    try:
+        data = _read_bytes(*task)
+    except Exception as e:
+        return "unreadable", f"{type(e).__name__}: {e}", b"", b""
+    reason, detail, arr = decode_image(data, _WORKER["cfg"])
+    digest = hashlib.blake2b(data, digest_size=16).digest()
+    return reason, detail, digest, (arr.tobytes() if arr is not None else b"")
+
+
+# ---------------------------------------------------------------------------------------------
+# Enumerating sources and labels (main process)
+
+def _open_sources(paths: list[Path]) -> list[_Source]:
+    sources = []
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{p}: no such file or folder")
+        if p.is_dir():
+            sources.append(_Source(p.resolve(), False))
+        elif zipfile.is_zipfile(p):
+            sources.append(_Source(p.resolve(), True))
+        else:
+            raise UserError(f"{p}: not a folder or a .zip file")
+    return sources
+
+
+def _list_files(src: _Source) -> list[str]:
+    if src.is_zip:
+        try:
+            with zipfile.ZipFile(src.path) as zf:
+                return sorted(i.filename for i in zf.infolist() if not i.is_dir())
+        except (zipfile.BadZipFile, OSError) as e:
+            raise UserError(f"{src.path}: unreadable zip ({e})") from None
+    out = []
+    for dirpath, _, names in os.walk(src.path):
+        rel_dir = Path(dirpath).relative_to(src.path)
+        out.extend((rel_dir / n).as_posix() for n in names)
+    return sorted(out)
+
+
+def _is_appledouble(rel: str) -> bool:
+    parts = PurePosixPath(rel).parts
+    return "__MACOSX" in parts or parts[-1].startswith("._")
+
+
+def _folder_genres(rels: list[str]) -> list[str | None]:
+    """Genre per file from its first folder below the folders every image shares, else None."""
+    dirs = [PurePosixPath(r).parts[:-1] for r in rels]
+    common = 0
+    if dirs:
+        shortest = min(len(d) for d in dirs)
+        while common < shortest and len({d[common] for d in dirs}) == 1:
+            common += 1
+    return [normalize_genre(d[common]) if len(d) > common else None for d in dirs]
+
+
+def _find_csv(sources: list[_Source], listings: list[list[str]]) -> tuple[int, str] | None:
+    found = [(i, rel) for i, rels in enumerate(listings) for rel in rels
+             if rel.lower().endswith(".csv") and "/" not in rel and not _is_appledouble(rel)]
+    if len(found) > 1:
+        names = ", ".join(f"{sources[i].path / rel}" for i, rel in found)
+        raise UserError(f"several CSV files found ({names}); choose one with --labels or use --no-labels")
+    return found[0] if found else None
+
+
+def _load_table(sources: list[_Source], listings: list[list[str]], cfg: PrepareConfig) -> LabelTable | None:
+    if not cfg.use_labels:
+        return None
+    if cfg.labels is not None:
+        return read_label_csv(cfg.labels)
+    hit = _find_csv(sources, listings)
+    if hit is None:
+        return None
+    root, rel = hit
+    src = sources[root]
+    if src.is_zip:
+        with zipfile.ZipFile(src.path) as zf:
+            return parse_label_csv(src.path / rel, zf.read(rel))
+    return read_label_csv(src.path / rel)
+
+
+def _collect(sources: list[_Source], cfg: PrepareConfig):
+    """-> candidates (labelled), skipped entries, count of non-image files, label origin."""
+    listings = [_list_files(s) for s in sources]
+    table = _load_table(sources, listings, cfg)
+    candidates, skipped, other = [], [], 0
+    for root, rels in enumerate(listings):
+        images = []
+        for rel in rels:
+            if PurePosixPath(rel).suffix.lower() not in IMAGE_EXTS:
+                other += 1
+            elif _is_appledouble(rel):
+                skipped.append(_skip(sources, root, rel, "appledouble", "macOS metadata file, not an image"))
+            else:
+                images.append(rel)
+        folder = _folder_genres(images) if cfg.use_labels and table is None else [None] * len(images)
+        for rel, g in zip(images, folder):
+            candidates.append(_Candidate(root, rel, {g} if g else set()))
+    origin = "none"
+    if table is not None:
+        origin = f"csv:{table.path}"
+        skipped.extend(table.dropped)
+        _apply_table(candidates, table, sources, skipped)
+    elif any(c.genres for c in candidates):
+        origin = "subfolders"
+    return candidates, skipped, other, origin
+
+
+def _apply_table(candidates: list[_Candidate], table: LabelTable, sources, skipped: list[dict]) -> None:
+    matched = set()
+    for c in candidates:
+        key = poster_key(PurePosixPath(c.rel).stem)
+        if key in table.genres:
+            c.genres = set(table.genres[key])
+            matched.add(key)
+    for key in table.genres.keys() - matched:
+        skipped.append({"path": f"{key}.jpg", "reason": "missing-file",
+                        "detail": f"listed in {table.path.name} but no image with this id was found"})
+
+
+def _skip(sources: list[_Source], root: int, rel: str, reason: str, detail: str) -> dict:
+    return {"path": _source_name(sources, root, rel), "reason": reason, "detail": detail}
+
+
+def _source_name(sources: list[_Source], root: int, rel: str) -> str:
+    return rel if len(sources) == 1 else f"{sources[root].label}/{rel}"
+
+
+def _select_genres(candidates: list[_Candidate], wanted: list[str] | None) -> tuple[list[_Candidate], int]:
+    if wanted is None:
+        return candidates, 0
+    known = sorted(set().union(*(c.genres for c in candidates)))
+    if not known:
+        raise UserError("--genres needs genre labels, but no CSV or genre subfolders were found")
+    want = {normalize_genre(g) for g in wanted}
+    unknown = sorted(want - set(known))
+    if unknown:
+        raise UserError(f"unknown genre {', '.join(unknown)}; known: {', '.join(known)}")
+    kept = [c for c in candidates if c.genres & want]
+    return kept, len(candidates) - len(kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the dataset folder
+
+def _check_out(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not force:
+        raise UserError(f"{out} exists; use --force to replace it")
+    if out.is_dir() and any(out.iterdir()) and not (out / "dataset.json").exists():
+        raise UserError(f"{out} is not a dataset folder; refusing to replace it")
+
+
+def _shrink_npy(path: Path, count: int, item_shape: tuple[int, ...]) -> None:
+    """Rewrite the .npy header for `count` rows and cut the file: no copy of the pixels."""
+    with open(path, "r+b") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        old_len = f.tell()
+        buf = io.BytesIO()
+        header = {"descr": "|u1", "fortran_order": False, "shape": (count, *item_shape)}
+        np.lib.format.write_array_header_1_0(buf, header)
+        new = buf.getvalue()
+        if len(new) != old_len:  # numpy pads headers to allow this; guard anyway
+            new = new[:-1].ljust(old_len - 1) + b"\n"
+        f.seek(0)
+        f.write(new)
+        f.truncate(old_len + count * int(np.prod(item_shape)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConfig, tmp: Path):
+    """Stream decoded images into tmp/images.npy; returns kept candidates and skipped entries."""
+    H, W = cfg.shape
+    mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(todo), 3, H, W))
+    kept: list[_Candidate] = []
+    skipped: list[dict] = []
+    first_of: dict[bytes, int] = {}
+    tasks = [(c.root, c.rel) for c in todo]
+    ctx = mp.get_context()
+    pool = ctx.Pool(cfg.workers, _init_worker, (cfg, sources)) if cfg.workers > 1 else None
+    if pool is None:
+        _init_worker(cfg, sources)
+    results = pool.imap(_work, tasks, chunksize=16) if pool else map(_work, tasks)
+    try:
+        for c, (reason, detail, digest, pixels) in tqdm(zip(todo, results), total=len(todo), unit="img",
+                                                         desc="prepare", disable=None, smoothing=0.1):
+            if reason != "ok":
+                skipped.append(_skip(sources, c.root, c.rel, reason, detail))
+            elif digest in first_of:
+                first = kept[first_of[digest]]
+                first.genres |= c.genres  # the same poster in two genre folders is one multi-genre poster
+                skipped.append(_skip(sources, c.root, c.rel, "duplicate",
+                                     f"same bytes as {_source_name(sources, first.root, first.rel)}"))
+            else:
+                first_of[digest] = len(kept)
+                mm[len(kept)] = np.frombuffer(pixels, np.uint8).reshape(3, H, W)
+                kept.append(c)
+    finally:
+        if pool:
+            pool.terminate()
+        mm.flush()
+        del mm
+    _shrink_npy(tmp / "images.npy", len(kept), (3, H, W))
+    return kept, skipped
+
+
+def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: PrepareConfig,
+                skipped: list[dict], extra: dict) -> dict:
+    names = sorted(set().union(*(c.genres for c in kept))) if kept else []
+    col = {g: j for j, g in enumerate(names)}
+    labels = np.zeros((len(kept), len(names)), dtype=np.uint8)
+    for i, c in enumerate(kept):
+        labels[i, [col[g] for g in c.genres]] = 1
+    np.save(tmp / "labels.npy", labels)
+    counts = labels.sum(0).tolist()
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    meta = {
+        "format": "postergen-dataset/1",
+        "count": len(kept),
+        "size": list(cfg.shape),
+        "genres": [{"name": g, "count": int(n)} for g, n in zip(names, counts)],
+        "sources": [_source_name(sources, c.root, c.rel) for c in kept],
+        "skipped": skipped,
+        "prepare": {**settings, "roots": [str(s.path) for s in sources], **extra},
+    }
+    # dataset.json is written last and fsynced: a folder without it is not a dataset.
+    with open(tmp / "dataset.json", "w") as f:
+        json.dump(meta, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    return meta
+
+
+def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = False) -> dict:
+    """Build the dataset folder `out` from poster folders/zips; returns its dataset.json content."""
+    t0 = time.perf_counter()
+    _check_out(out, force)
+    sources = _open_sources(paths)
+    candidates, skipped, other, origin = _collect(sources, cfg)
+    if not candidates:
+        raise UserError(f"no images found in {', '.join(str(p) for p in paths)}")
+    todo, filtered = _select_genres(candidates, cfg.genres)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        kept, bad = _decode_all(todo, sources, cfg, tmp)
+        skipped.extend(bad)
+        if not kept:
+            reasons = sorted({s["reason"] for s in bad})
+            raise UserError(f"no usable images: all {len(todo)} were skipped ({', '.join(reasons)})")
+        extra = {"labels_from": origin, "filtered_by_genre": filtered, "non_image_files": other,
+                 "seconds": round(time.perf_counter() - t0, 3)}
+        meta = _write_meta(tmp, kept, sources, cfg, skipped, extra)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place; the old dataset is removed only after the swap."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

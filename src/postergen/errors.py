@@ -1,0 +1,5 @@
+"""The one exception type for user mistakes: the CLI prints it as one line, no traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user (missing file, wrong CSV, unknown genre, ...)."""
