@@ -90,12 +90,89 @@ def _run_info(args: argparse.Namespace) -> None:
     print(describe(args.path))
 
 
+_TRAIN_OWN = {"preset", "steps"}  # given their own options below
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    import dataclasses
+
+    from postergen.config import PRESETS, TrainConfig
+
+    p = sub.add_parser("train", help="train a GAN on a dataset folder",
+                       description="Train the seed's DCGAN (--preset seed) or the stable poster recipe.")
+    p.add_argument("dataset", type=Path, help="dataset folder from `postergen prepare`")
+    p.add_argument("-o", "--out", type=Path, required=True, help="run folder (config, checkpoints, samples, metrics)")
+    p.add_argument("--preset", choices=list(PRESETS), default="stable",
+                   help="stable: the recommended poster recipe; seed: the student project's DCGAN recipe")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None, help=f"training steps (default {TrainConfig.steps})")
+    length.add_argument("--epochs", type=float, default=None, help="passes over the dataset (converted to steps)")
+    length.add_argument("--kimg", type=float, default=None, help="thousands of images to show D (converted to steps)")
+    p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
+    p.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and samples")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    seed = PRESETS["seed"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _TRAIN_OWN:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        note = f"default {f.default!r}" + (f"; seed preset {seed[f.name]!r}" if f.name in seed else "")
+        kind = type(f.default)
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"{f.metadata['doc']} ({note})")
+        else:
+            p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=f"{f.metadata['doc']} ({note})")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import math
+
+    from postergen.config import TrainConfig, check, from_preset
+    from postergen.data.dataset import open_dataset
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - _TRAIN_OWN
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    ds = open_dataset(args.dataset)
+    cfg = from_preset(args.preset, **given)
+    if args.epochs is not None or args.kimg is not None:
+        per_epoch = max(1, len(ds) // cfg.batch)
+        steps = args.epochs * per_epoch if args.epochs is not None else args.kimg * 1000 / cfg.batch
+        given["steps"] = max(1, math.ceil(steps))
+    elif args.steps is not None:
+        given["steps"] = args.steps
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k == "steps"})
+    try:
+        check(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.dry_run:
+        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+        return 0
+    from postergen.train.loop import train
+
+    H, W = ds.meta["size"]
+    print(f"train {args.out}: preset {cfg.preset}, {W}x{H}, {len(ds)} posters, "
+          f"{len(ds.genres) if cfg.conditional else 0} genres, {cfg.steps} steps of {cfg.batch}")
+    changed = set(given) | ({"preset"} if args.preset != "stable" else set())
+    summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed)
+    if summary["interrupted"]:
+        print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
+              f"postergen train {args.dataset} -o {args.out} --resume", file=sys.stderr)
+        return 130
+    print(f"done: step {summary['step']} on {summary['device']}; samples in {summary['samples']}, "
+          f"checkpoint {summary['latest']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train):
         add(sub)
     return parser
 
@@ -103,11 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except UserError as e:
         print(f"postergen {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"postergen {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -91,3 +91,53 @@ def describe(path: Path) -> str:
     for reason, n in reasons.most_common():
         lines.append(f"  {reason:<18} {n:>7}")
     return "\n".join(lines)
+
+
+class Batches:
+    """Random batches in epoch order, a pure function of (seed, step): resuming continues exactly.
+
+    The uint8 array moves to the device once when it fits (`max_bytes`); otherwise batches are
+    gathered from the memory map. Normalisation to [-1, 1] happens on the device.
+    """
+
+    def __init__(self, ds: PosterDataset, batch: int, device: "torch.device", seed: int,
+                 rank: int = 0, world: int = 1, max_bytes: int = 4 << 30) -> None:
+        import torch
+
+        if len(ds) < batch * world:
+            raise UserError(f"{ds.path}: {len(ds)} posters is fewer than one batch of {batch * world}")
+        self.batch, self.device, self.seed, self.rank, self.world = batch, device, seed, rank, world
+        self.count = len(ds)
+        self.steps_per_epoch = len(ds) // (batch * world)  # the incomplete last batch is dropped
+        resident = ds.images.nbytes <= max_bytes
+        self.images = torch.from_numpy(np.array(ds.images)).to(device) if resident else ds.images
+        self.labels = torch.from_numpy(ds.labels.astype(np.float32)).to(device)
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int):
+        import torch
+
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.count, generator=gen).to(self.device)
+            self._epoch = epoch
+        return self._perm
+
+    def get(self, step: int):
+        """-> real (B, 3, H, W) float in [-1, 1], genres (B, G) float multi-hot, both on the device."""
+        import torch
+
+        epoch, i = divmod(step, self.steps_per_epoch)
+        start = (i * self.world + self.rank) * self.batch
+        idx = self._permutation(epoch)[start:start + self.batch]
+        if isinstance(self.images, np.ndarray):
+            rows = np.sort(idx.cpu().numpy())  # sorted reads are sequential on disk
+            order = np.argsort(np.argsort(idx.cpu().numpy()))
+            pixels = torch.from_numpy(self.images[rows][order]).to(self.device, non_blocking=True)
+        else:
+            pixels = self.images[idx]
+        real = pixels.float().div_(127.5).sub_(1.0)
+        return real, self.labels[idx]
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch

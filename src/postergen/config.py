@@ -1,0 +1,116 @@
+"""Training configuration: one dataclass, one default per field, and the presets.
+
+The field defaults are the `stable` preset; `seed` is the student project's recipe, written as
+overrides. The CLI builds its options from these fields, so defaults live only here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from postergen.models.dcgan import ModelConfig
+
+
+def _f(default, doc: str):
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class TrainConfig:
+    """Everything `postergen train` needs besides the dataset and run folder."""
+
+    preset: str = _f("stable", "recipe the other defaults come from: stable or seed")
+    # duration (--epochs and --kimg on the CLI are converted to steps)
+    steps: int = _f(3000, "training steps; one step = one D update and one G update")
+    batch: int = _f(64, "images per step (per process under torchrun)")
+    # model
+    z_dim: int = _f(100, "latent size")
+    ngf: int = _f(64, "G width at its last hidden layer (widths double per layer toward the input)")
+    ndf: int = _f(64, "D width at its first layer")
+    max_channels: int = _f(512, "cap on any layer's width")
+    conditional: bool = _f(True, "condition on genres when the dataset has them")
+    genre_dim: int = _f(64, "size of G's genre embedding")
+    label_dropout: float = _f(0.1, "share of samples trained without genres, so sampling without genres works")
+    d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
+    spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
+    minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
+    # loss and optimisation
+    loss: str = _f("hinge", "adversarial loss: bce (the seed) or hinge")
+    lr_g: float = _f(2e-4, "G learning rate (Adam)")
+    lr_d: float = _f(2e-4, "D learning rate (Adam); higher than lr_g is TTUR")
+    beta1: float = _f(0.0, "Adam beta1")
+    beta2: float = _f(0.99, "Adam beta2")
+    d_every: int = _f(1, "update D only every K steps (the seed's D update skips)")
+    g_steps: int = _f(1, "G updates per step")
+    real_label: float = _f(1.0, "BCE target for real images; 0.9 is one-sided label smoothing")
+    r1_gamma: float = _f(0.0, "R1 penalty weight on D's gradient at real images; 0 disables")
+    r1_every: int = _f(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
+    ema_beta: float = _f(0.999, "EMA decay of G's weights for sampling; 0 disables")
+    ema_start: int = _f(0, "step from which the EMA averages (copies G before)")
+    augment: str = _f("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: none")
+    # run
+    seed: int = _f(0, "random seed for weights, noise and data order")
+    device: str = _f("auto", "auto, cpu, cuda or mps")
+    log_every: int = _f(25, "steps between metric lines (one host sync each)")
+    sample_every: int = _f(250, "steps between fixed-noise sample grids")
+    checkpoint_every: int = _f(500, "steps between checkpoints")
+    keep_checkpoints: int = _f(3, "step checkpoints kept besides latest.pt")
+    tensorboard: bool = _f(True, "also write TensorBoard scalars and images if tensorboard is installed")
+
+    def model_config(self, height: int, width: int, n_genres: int) -> ModelConfig:
+        return ModelConfig(
+            height=height, width=width, z_dim=self.z_dim, ngf=self.ngf, ndf=self.ndf,
+            max_channels=self.max_channels, n_genres=n_genres if self.conditional else 0,
+            genre_dim=self.genre_dim, d_norm=self.d_norm, spectral_norm=self.spectral_norm,
+            minibatch_std=self.minibatch_std,
+        )
+
+
+# The seed: PyTorch's DCGAN tutorial as the student team ran it (64 px, batch 128, Adam 2e-4
+# beta1 0.5, BCE, one D update per G update, BatchNorm D, no conditioning, no tricks).
+PRESETS: dict[str, dict] = {
+    "stable": {},
+    "seed": dict(
+        batch=128, conditional=False, d_norm="batch", spectral_norm=False, minibatch_std=False,
+        loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, r1_gamma=0.0, ema_beta=0.0, augment="",
+    ),
+}
+
+# Fields that define the model or the optimisation: fixed for the life of a run (--resume keeps them).
+RUN_FIXED = {
+    "preset", "batch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
+    "d_norm", "spectral_norm", "minibatch_std", "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
+    "g_steps", "real_label", "r1_gamma", "r1_every", "ema_beta", "ema_start", "augment", "seed",
+}
+
+
+def from_preset(preset: str, **overrides) -> TrainConfig:
+    """Preset values, then explicit overrides. Unknown presets or fields raise ValueError."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
+
+
+def check(cfg: TrainConfig) -> None:
+    """Range checks with messages a user can act on (ValueError)."""
+    rules = [
+        (cfg.steps >= 1, "steps must be at least 1"),
+        (cfg.batch >= 2, "batch must be at least 2"),
+        (cfg.loss in ("bce", "hinge"), f"loss must be bce or hinge, not {cfg.loss!r}"),
+        (cfg.d_norm in ("batch", "none"), f"d-norm must be batch or none, not {cfg.d_norm!r}"),
+        (0.0 <= cfg.ema_beta < 1.0, "ema-beta must be in [0, 1)"),
+        (0.0 <= cfg.label_dropout <= 1.0, "label-dropout must be in [0, 1]"),
+        (0.0 < cfg.real_label <= 1.0, "real-label must be in (0, 1]"),
+        (min(cfg.d_every, cfg.g_steps, cfg.r1_every) >= 1, "d-every, g-steps and r1-every must be at least 1"),
+        (min(cfg.log_every, cfg.sample_every, cfg.checkpoint_every) >= 1, "*-every options must be at least 1"),
+        (cfg.lr_g > 0 and cfg.lr_d > 0, "learning rates must be positive"),
+        (cfg.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps, not {cfg.device!r}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ValueError(message)

@@ -1,0 +1,390 @@
+"""The training loop as small phases: set up the run, build, step, log, sample, checkpoint.
+
+The step itself has no host synchronisation: statistics accumulate in device tensors and are read
+every `log_every` steps, so the data can live on the device and the step can later be captured whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from postergen import __version__
+from postergen.config import RUN_FIXED, TrainConfig, check
+from postergen.data.dataset import Batches, PosterDataset
+from postergen.errors import UserError
+from postergen.models.dcgan import ModelConfig, build_models
+from postergen.train import checkpoint as ckpt
+from postergen.train.augment import diff_augment
+from postergen.train.losses import bce_d, get_loss, r1_penalty
+from postergen.train.monitor import FailureWatch, plot_metrics, read_metrics
+from postergen.train.runtime import StopFlag, autocast, pick_device
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or inf."""
+
+
+@dataclass
+class Models:
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+@dataclass
+class RunState:
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    genres: list[str]
+    start_step: int
+    resume_state: dict | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Setting up
+
+def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, force: bool,
+              changed: set[str]) -> RunState:
+    """New run: write config.json. --resume: the run's own config, with only duration/logging changed."""
+    latest = run / "checkpoints" / "latest.pt"
+    if resume:
+        if not latest.is_file():
+            raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
+        state = ckpt.load_checkpoint(latest)
+        saved = state["config"]
+        fixed = sorted(k.replace("_", "-") for k in changed & RUN_FIXED if getattr(cfg, k) != saved["train"][k])
+        if fixed:
+            raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")
+        merged = {**saved["train"], **{k: getattr(cfg, k) for k in changed - RUN_FIXED}}
+        cfg = TrainConfig(**merged)
+        _check_same_data(saved, ds, run)
+        return RunState(cfg, ModelConfig(**saved["model"]), saved["genres"], state["step"], state)
+    if latest.exists() and not force:
+        raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
+    H, W = ds.meta["size"]
+    genres = ds.genres if cfg.conditional else []
+    model_cfg = cfg.model_config(H, W, len(genres))
+    if force and run.exists():
+        _clear_run(run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(run_config(cfg, model_cfg, genres, ds), indent=1))
+    return RunState(cfg, model_cfg, genres, 0, None)
+
+
+def run_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset) -> dict:
+    return {"postergen": __version__, "train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg),
+            "genres": genres, "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}}
+
+
+def _check_same_data(saved: dict, ds: PosterDataset, run: Path) -> None:
+    if saved["dataset"]["size"] != ds.meta["size"] or (saved["genres"] and saved["genres"] != ds.genres):
+        raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['size']}, "
+                        f"genres {saved['genres']}); {ds.path} does not match")
+
+
+def _clear_run(run: Path) -> None:
+    """--force: remove what train writes, nothing else."""
+    import shutil
+
+    for name in ("checkpoints", "samples", "tensorboard"):
+        shutil.rmtree(run / name, ignore_errors=True)
+    for name in ("metrics.jsonl", "loss.png", "config.json"):
+        (run / name).unlink(missing_ok=True)
+
+
+def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device) -> Models:
+    torch.manual_seed(cfg.seed)
+    G, D = build_models(model_cfg)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_beta > 0 else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    return Models(G, D, G_ema, opt_g, opt_d)
+
+
+def training_state(m: Models, cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str],
+                   ds_info: dict, step: int, epoch: int) -> dict:
+    return {
+        "step": step, "epoch": epoch,
+        "G": m.G.state_dict(), "D": m.D.state_dict(),
+        "G_ema": m.G_ema.state_dict() if m.G_ema is not None else None,
+        "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
+        "rng": ckpt.rng_state(),
+        "config": {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg), "genres": genres,
+                   "dataset": ds_info, "postergen": __version__},
+    }
+
+
+def restore(m: Models, state: dict) -> None:
+    m.G.load_state_dict(state["G"])
+    m.D.load_state_dict(state["D"])
+    if m.G_ema is not None:
+        m.G_ema.load_state_dict(state["G_ema"])
+    m.opt_g.load_state_dict(state["opt_g"])
+    m.opt_d.load_state_dict(state["opt_d"])
+    ckpt.set_rng_state(state["rng"])
+
+
+# ---------------------------------------------------------------------------------------------
+# One step: D update(s), G update(s), EMA. No .item(), no host syncs.
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - beta)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+class Stepper:
+    """Holds the loss functions and augmentation chosen once from the config."""
+
+    def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool) -> None:
+        self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
+        d_loss, self.g_loss = get_loss(cfg.loss)
+        self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
+        self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
+        self.autocast = autocast(device)
+        self.d_updates = 0
+
+    def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        # Label dropout: a zero genre vector means "no genre", so the model also samples without one.
+        keep = torch.rand(genres.shape[0], 1, device=genres.device) >= self.cfg.label_dropout
+        return genres * keep
+
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.z_dim, device=self.device)
+
+    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        m, cfg = self.m, self.cfg
+        with self.autocast:
+            with torch.no_grad():
+                fake = m.G(self._z(real.shape[0]), genres)
+            logits_real = m.D(self.aug(real), genres)  # (B,)
+            logits_fake = m.D(self.aug(fake), genres)  # (B,)
+            loss = self.d_loss(logits_real, logits_fake)
+        self.d_updates += 1
+        if cfg.r1_gamma > 0 and self.d_updates % cfg.r1_every == 0:
+            # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
+            x = real.detach().requires_grad_(True)
+            penalty = r1_penalty(m.D(self.aug(x), genres).float(), x)
+            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
+        m.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        m.opt_d.step()
+        return loss.detach(), torch.sigmoid(logits_real.detach().float()).mean(), \
+            torch.sigmoid(logits_fake.detach().float()).mean()
+
+    def g_update(self, batch: int, genres: torch.Tensor | None) -> torch.Tensor:
+        m = self.m
+        m.D.requires_grad_(False)  # G's step needs gradients through D, not for D
+        with self.autocast:
+            fake = m.G(self._z(batch), genres)
+            loss = self.g_loss(m.D(self.aug(fake), genres))
+        m.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        m.opt_g.step()
+        m.D.requires_grad_(True)
+        return loss.detach()
+
+    def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        genres = self._genres(genres)
+        out = {}
+        if step % cfg.d_every == 0:
+            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres)
+        for _ in range(cfg.g_steps):
+            out["loss_g"] = self.g_update(real.shape[0], genres)
+        if self.m.G_ema is not None:
+            update_ema(self.m.G_ema, self.m.G, cfg.ema_beta if step >= cfg.ema_start else 0.0)
+        return out
+
+
+class Meter:
+    """Device-side sums of the step statistics; read (one sync) only at log time."""
+
+    KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(len(self.KEYS), device=device)
+        self.counts = torch.zeros(len(self.KEYS), device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+        for i, k in enumerate(self.KEYS):
+            if k in stats:
+                self.sums[i] += stats[k].float()
+                self.counts[i] += 1
+        finite = torch.stack([torch.isfinite(v.float()) for v in stats.values()]).all()
+        self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+
+    def read_check(self) -> None:
+        """One host sync; raises TrainingDiverged if any loss was NaN/inf (so no NaN gets saved)."""
+        bad = int(self.first_bad)
+        if bad >= 0:
+            raise TrainingDiverged(f"loss became NaN/inf at step {bad + 1}")
+
+    def read(self) -> dict[str, float]:
+        """Mean statistics since the last read (checked for NaN/inf first)."""
+        self.read_check()
+        values = (self.sums / self.counts.clamp(min=1)).tolist()
+        self.sums.zero_()
+        self.counts.zero_()
+        return dict(zip(self.KEYS, values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples
+
+def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: torch.device, per_row: int = 8):
+    """The fixed noise of the progression grids: one row per genre (conditional) or an 8x8 grid."""
+    gen = torch.Generator().manual_seed(seed + 1)  # its own RNG: sampling never moves the training RNG
+    if not genres:
+        return torch.randn(per_row * per_row, model_cfg.z_dim, generator=gen).to(device), None, per_row
+    z = torch.randn(per_row, model_cfg.z_dim, generator=gen).repeat(len(genres), 1)
+    onehot = torch.eye(len(genres)).repeat_interleave(per_row, dim=0)
+    return z.to(device), onehot.to(device), per_row
+
+
+@torch.no_grad()
+def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """G in eval mode (BatchNorm uses running stats and stays untouched) -> uint8 (N, 3, H, W) on CPU."""
+    was_training = G.training
+    G.eval()
+    with autocast(device):
+        images = torch.cat([G(z[i:i + 64], None if genres is None else genres[i:i + 64])
+                            for i in range(0, len(z), 64)])
+    G.train(was_training)
+    return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def save_grid(images: torch.Tensor, per_row: int, path: Path) -> None:
+    from torchvision.utils import make_grid
+    from PIL import Image
+
+    grid = make_grid(images, nrow=per_row, padding=2, pad_value=0)  # (3, H', W') uint8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+class _Outputs:
+    """Files of a run written while it trains: metrics.jsonl, loss.png, samples/, TensorBoard."""
+
+    def __init__(self, run: Path, state: RunState, enable_tb: bool) -> None:
+        self.run = run
+        self.rows = read_metrics(run / "metrics.jsonl", up_to_step=state.start_step)
+        self.watch = FailureWatch()
+        self.tb = None
+        if enable_tb:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(run / "tensorboard"), purge_step=state.start_step)
+            except ImportError:
+                pass
+
+    def log(self, row: dict) -> str | None:
+        self.rows.append(row)
+        with open(self.run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, row["step"])
+        return self.watch.update(row)
+
+    def sample(self, step: int, images: torch.Tensor, per_row: int) -> Path:
+        path = self.run / "samples" / f"step-{step:07d}.png"
+        save_grid(images, per_row, path)
+        plot_metrics(self.rows, self.run / "loss.png")
+        if self.tb is not None:
+            from torchvision.utils import make_grid
+            self.tb.add_image("samples", make_grid(images, nrow=per_row), step)
+        return path
+
+    def close(self) -> None:
+        plot_metrics(self.rows, self.run / "loss.png")
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
+          changed: set[str] = frozenset(), echo=print) -> dict:
+    """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint."""
+    check(cfg)
+    device = pick_device(cfg.device)
+    state = setup_run(run, cfg, ds, resume, force, set(changed))
+    cfg, model_cfg = state.cfg, state.model_cfg
+    m = build(cfg, model_cfg, device)
+    if state.resume_state is not None:
+        restore(m, state.resume_state)
+        echo(f"resuming {run} at step {state.start_step}")
+    batches = Batches(ds, cfg.batch, device, cfg.seed)
+    stepper = Stepper(m, cfg, device, conditional=model_cfg.n_genres > 0)
+    outputs = _Outputs(run, state, cfg.tensorboard)
+    z_fixed, g_fixed, per_row = fixed_inputs(model_cfg, state.genres, cfg.seed, device)
+    ds_info = {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}
+
+    def save(step: int) -> Path:
+        return ckpt.save_checkpoint(training_state(m, cfg, model_cfg, state.genres, ds_info, step,
+                                                   batches.epoch_of(step)), run / "checkpoints", step,
+                                    cfg.keep_checkpoints)
+
+    meter, step = Meter(device), state.start_step
+    last_saved = step if state.resume_state is not None else -1
+    t_log, seen_log = time.perf_counter(), 0
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=None, dynamic_ncols=True)
+    try:
+        with StopFlag() as stop:
+            while step < cfg.steps and not stop:
+                real, genres = batches.get(step)
+                meter.add(step, stepper.step(step, real, genres))
+                step += 1
+                seen_log += real.shape[0]
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    rate = seen_log / (time.perf_counter() - t_log)
+                    row = {"step": step, "epoch": batches.epoch_of(step), "kimg": step * cfg.batch / 1000,
+                           **meter.read(), "img_per_s": round(rate, 1), "lr_g": m.opt_g.param_groups[0]["lr"],
+                           "lr_d": m.opt_d.param_groups[0]["lr"]}
+                    warning = outputs.log(row)
+                    if warning:
+                        bar.write(f"warning: {warning}")
+                    bar.set_postfix(img_s=f"{rate:.0f}", loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}")
+                    t_log, seen_log = time.perf_counter(), 0
+                if step % cfg.sample_every == 0 or step == cfg.steps:
+                    outputs.sample(step, render(m.G_ema or m.G, z_fixed, g_fixed, device), per_row)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    meter.read_check()
+                    save(step)
+                    last_saved = step
+            if stop and step != last_saved:
+                meter.read_check()
+                save(step)
+                last_saved = step
+    except TrainingDiverged as e:
+        good = ckpt.step_files(run / "checkpoints")
+        where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
+        raise TrainingDiverged(f"{e}; stopped ({where}). Try a lower --lr-d/--lr-g or --preset stable") from None
+    finally:
+        bar.close()
+        outputs.close()
+    interrupted = bool(stop)
+    return {"run": str(run), "step": step, "interrupted": interrupted, "device": str(device),
+            "samples": str(run / "samples"), "latest": str(run / "checkpoints" / "latest.pt")}

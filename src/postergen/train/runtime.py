@@ -1,0 +1,54 @@
+"""Device and precision, chosen once; library code never calls .cuda()."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+import torch
+
+from postergen.errors import UserError
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' prefers CUDA, then MPS, then CPU; asking for one that is absent is a user error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise UserError(f"--device {name}: no {name.upper()} device is available here")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (same memory, ~2x matmul rate); full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class StopFlag:
+    """First Ctrl-C or SIGTERM asks the loop to stop after the current step; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig: int, frame) -> None:
+        if self.signal == signal.SIGINT and sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = sig
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
