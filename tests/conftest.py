@@ -48,3 +48,23 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """48 built-in posters with genres at 32x32: the smallest dataset training tests need."""
+    from postergen.data.ingest import PrepareConfig, prepare
+    from postergen.data.synth import generate
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root / "posters", n=48, seed=0, workers=1)
+    prepare([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1))
+    return root / "ds"
+
+
+def tiny_train_args(**overrides) -> dict:
+    """Smallest stable config that exercises every part of the step (EMA, R1, DiffAugment, genres)."""
+    args = dict(steps=4, batch=8, ngf=8, ndf=8, genre_dim=8, r1_gamma=1.0, r1_every=2, log_every=2,
+                sample_every=2, checkpoint_every=2, tensorboard=False, device="cpu")
+    args.update(overrides)
+    return args
