@@ -69,14 +69,12 @@ class _Candidate:
 # ---------------------------------------------------------------------------------------------
 # Decoding (runs in worker processes)
 
-def _oriented_size(im: Image.Image) -> tuple[int, int, bool]:
-    """Size after EXIF rotation, read from the header without decoding pixels."""
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1 = as stored), read from the header without decoding pixels."""
     try:
-        transposed = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        return int(im.getexif().get(0x0112, 1))
     except Exception:  # a broken EXIF block is not worth losing the image over
-        transposed = False
-    w, h = im.size
-    return (h, w, True) if transposed else (w, h, False)
+        return 1
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -100,7 +98,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _fit(im: Image.Image, shape: tuple[int, int], fit: str) -> Image.Image:
-    """Center crop (resize with a source box: one resampling pass) or letterbox to (H, W)."""
+    """Center crop (resize with a source box: one resampling pass) or letterbox to (H, W).
+
+    Bilinear with antialiasing, as torchvision's Resize in the seed; 20% faster than bicubic here.
+    """
     H, W = shape
     iw, ih = im.size
     if fit == "crop":
@@ -110,11 +111,11 @@ def _fit(im: Image.Image, shape: tuple[int, int], fit: str) -> Image.Image:
         else:
             bh = iw * H / W
             box = (0.0, (ih - bh) / 2, float(iw), (ih + bh) / 2)
-        return im.resize((W, H), Image.BICUBIC, box=box)
+        return im.resize((W, H), Image.BILINEAR, box=box)
     scale = min(W / iw, H / ih)
     nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
     canvas = Image.new("RGB", (W, H), (0, 0, 0))
-    canvas.paste(im.resize((nw, nh), Image.BICUBIC), ((W - nw) // 2, (H - nh) // 2))
+    canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((W - nw) // 2, (H - nh) // 2))
     return canvas
 
 
@@ -143,24 +144,28 @@ def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray 
         return "too-large", f"{w}x{h} pixels is above --max-pixels {cfg.max_pixels}", None
     if min(w, h) < cfg.min_side:
         return "too-small", f"{w}x{h}: short side below --min-side {cfg.min_side}", None
-    ow, oh, transposed = _oriented_size(im)
+    orientation = _orientation(im)
+    transposed = orientation in (5, 6, 7, 8)
+    ow, oh = (h, w) if transposed else (w, h)
     try:
         if im.format == "JPEG":
             im.draft(im.mode, _draft_size(ow, oh, cfg.shape, cfg.fit, transposed))
         im.load()
-        im = ImageOps.exif_transpose(im) or im
+        if orientation != 1:  # exif_transpose copies even when there is nothing to do
+            im = ImageOps.exif_transpose(im)
         out = _fit(_to_rgb(im), cfg.shape, cfg.fit)
     except Exception as e:  # truncated/corrupt data surfaces at load time as OSError, SyntaxError, ...
         return "corrupt", f"{type(e).__name__}: {e}", None
     return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
 
 
-_WORKER: dict = {}  # per-process state set by _init_worker: config, sources, open zip handles
+_WORKER: dict = {}  # per-process state set by _init_worker: config, sources, output map, open zips
 
 
-def _init_worker(cfg: PrepareConfig, sources: list[_Source]) -> None:
+def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
     Image.MAX_IMAGE_PIXELS = None  # bombs are refused by our own --max-pixels check, from the header
-    _WORKER.update(cfg=cfg, sources=sources, zips={})
+    # Workers write pixels straight into the shared memory map: only a status crosses processes.
+    _WORKER.update(cfg=cfg, sources=sources, zips={}, out=np.load(out, mmap_mode="r+"))
 
 
 def _read_bytes(root: int, rel: str) -> bytes:
@@ -173,15 +178,17 @@ def _read_bytes(root: int, rel: str) -> bytes:
     return zips[root].read(rel)
 
 
-def _work(task: tuple[int, str]) -> tuple[str, str, bytes, bytes]:
-    """One candidate -> (reason or "ok", detail, content hash, CHW pixel bytes)."""
+def _work(task: tuple[int, int, str]) -> tuple[str, str, bytes]:
+    """Decode candidate into row `slot` of the output -> (reason or "ok", detail, content hash)."""
+    slot, root, rel = task
     try:
-        data = _read_bytes(*task)
+        data = _read_bytes(root, rel)
     except Exception as e:
-        return "unreadable", f"{type(e).__name__}: {e}", b"", b""
+        return "unreadable", f"{type(e).__name__}: {e}", b""
     reason, detail, arr = decode_image(data, _WORKER["cfg"])
-    digest = hashlib.blake2b(data, digest_size=16).digest()
-    return reason, detail, digest, (arr.tobytes() if arr is not None else b"")
+    if arr is not None:
+        _WORKER["out"][slot] = arr
+    return reason, detail, hashlib.blake2b(data, digest_size=16).digest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,39 +356,53 @@ def _shrink_npy(path: Path, count: int, item_shape: tuple[int, ...]) -> None:
 
 
 def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConfig, tmp: Path):
-    """Stream decoded images into tmp/images.npy; returns kept candidates and skipped entries."""
+    """Decode into tmp/images.npy (row i = candidate i), then close the gaps skips left.
+
+    Returns the kept candidates in output order and the skipped entries.
+    """
     H, W = cfg.shape
-    mm = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(len(todo), 3, H, W))
-    kept: list[_Candidate] = []
+    path = tmp / "images.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(todo), 3, H, W)).flush()
+    kept_slots: list[int] = []
     skipped: list[dict] = []
     first_of: dict[bytes, int] = {}
-    tasks = [(c.root, c.rel) for c in todo]
-    ctx = mp.get_context()
-    pool = ctx.Pool(cfg.workers, _init_worker, (cfg, sources)) if cfg.workers > 1 else None
+    tasks = [(i, c.root, c.rel) for i, c in enumerate(todo)]
+    pool = mp.get_context().Pool(cfg.workers, _init_worker, (cfg, sources, path)) if cfg.workers > 1 else None
     if pool is None:
-        _init_worker(cfg, sources)
-    results = pool.imap(_work, tasks, chunksize=16) if pool else map(_work, tasks)
+        _init_worker(cfg, sources, path)
+    results = pool.imap(_work, tasks, chunksize=32) if pool else map(_work, tasks)
     try:
-        for c, (reason, detail, digest, pixels) in tqdm(zip(todo, results), total=len(todo), unit="img",
-                                                         desc="prepare", disable=None, smoothing=0.1):
+        for slot, (reason, detail, digest) in enumerate(tqdm(results, total=len(todo), unit="img",
+                                                              desc="prepare", disable=None, smoothing=0.1)):
+            c = todo[slot]
             if reason != "ok":
                 skipped.append(_skip(sources, c.root, c.rel, reason, detail))
             elif digest in first_of:
-                first = kept[first_of[digest]]
+                first = todo[first_of[digest]]
                 first.genres |= c.genres  # the same poster in two genre folders is one multi-genre poster
                 skipped.append(_skip(sources, c.root, c.rel, "duplicate",
                                      f"same bytes as {_source_name(sources, first.root, first.rel)}"))
             else:
-                first_of[digest] = len(kept)
-                mm[len(kept)] = np.frombuffer(pixels, np.uint8).reshape(3, H, W)
-                kept.append(c)
+                first_of[digest] = slot
+                kept_slots.append(slot)
     finally:
         if pool:
             pool.terminate()
-        mm.flush()
-        del mm
-    _shrink_npy(tmp / "images.npy", len(kept), (3, H, W))
-    return kept, skipped
+            pool.join()
+        _WORKER.clear()
+    _compact(path, kept_slots, (3, H, W))
+    return [todo[i] for i in kept_slots], skipped
+
+
+def _compact(path: Path, kept_slots: list[int], item_shape: tuple[int, ...]) -> None:
+    """Move kept rows forward over the skipped ones (in place, in order), then cut the file."""
+    mm = np.load(path, mmap_mode="r+")
+    for i, slot in enumerate(kept_slots):
+        if slot != i:
+            mm[i] = mm[slot]
+    mm.flush()
+    del mm
+    _shrink_npy(path, len(kept_slots), item_shape)
 
 
 def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: PrepareConfig,

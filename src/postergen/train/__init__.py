@@ -1,0 +1,1 @@
+"""Training: losses, augmentation and the training loop."""
