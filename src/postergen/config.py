@@ -52,6 +52,7 @@ class TrainConfig:
     # run
     seed: int = _f(0, "random seed for weights, noise and data order")
     device: str = _f("auto", "auto, cpu, cuda or mps")
+    precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
     log_every: int = _f(25, "steps between metric lines (one host sync each)")
     sample_every: int = _f(250, "steps between fixed-noise sample grids")
     checkpoint_every: int = _f(500, "steps between checkpoints")
@@ -110,6 +111,7 @@ def check(cfg: TrainConfig) -> None:
         (min(cfg.log_every, cfg.sample_every, cfg.checkpoint_every) >= 1, "*-every options must be at least 1"),
         (cfg.lr_g > 0 and cfg.lr_d > 0, "learning rates must be positive"),
         (cfg.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps, not {cfg.device!r}"),
+        (cfg.precision in ("auto", "bf16", "fp32"), f"precision must be auto, bf16 or fp32, not {cfg.precision!r}"),
     ]
     for ok, message in rules:
         if not ok:

@@ -110,8 +110,8 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device) -> Mod
     G, D = build_models(model_cfg)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_beta > 0 else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(float(cfg.beta1), float(cfg.beta2)))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(float(cfg.beta1), float(cfg.beta2)))
     return Models(G, D, G_ema, opt_g, opt_d)
 
 
@@ -156,7 +156,7 @@ class Stepper:
         d_loss, self.g_loss = get_loss(cfg.loss)
         self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
         self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
-        self.autocast = autocast(device)
+        self.autocast = autocast(device, cfg.precision)
         self.d_updates = 0
 
     def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
@@ -261,11 +261,12 @@ def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: t
 
 
 @torch.no_grad()
-def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: torch.device,
+           precision: str = "auto") -> torch.Tensor:
     """G in eval mode (BatchNorm uses running stats and stays untouched) -> uint8 (N, 3, H, W) on CPU."""
     was_training = G.training
     G.eval()
-    with autocast(device):
+    with autocast(device, precision):
         images = torch.cat([G(z[i:i + 64], None if genres is None else genres[i:i + 64])
                             for i in range(0, len(z), 64)])
     G.train(was_training)
@@ -369,7 +370,7 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
                     bar.set_postfix(img_s=f"{rate:.0f}", loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}")
                     t_log, seen_log = time.perf_counter(), 0
                 if step % cfg.sample_every == 0 or step == cfg.steps:
-                    outputs.sample(step, render(m.G_ema or m.G, z_fixed, g_fixed, device), per_row)
+                    outputs.sample(step, render(m.G_ema if m.G_ema is not None else m.G, z_fixed, g_fixed, device, cfg.precision), per_row)
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     meter.read_check()
                     save(step)
