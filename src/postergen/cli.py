@@ -167,12 +167,41 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="generate posters from a run or checkpoint")
+    p.add_argument("run", type=Path, help="run folder (uses checkpoints/latest.pt) or a checkpoint file")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--n", type=int, default=8, help="posters per genre row (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="first seed; poster k uses seed+k (default %(default)s)")
+    p.add_argument("--genre", action="append", default=None,
+                   help="genre row to draw, e.g. horror or action+comedy; repeatable (default: every genre)")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the EMA generator when the run kept one (default on)")
+    p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True, help="write grid.png (default on)")
+    p.add_argument("--singles", action=argparse.BooleanOptionalAction, default=True,
+                   help="write one PNG per poster, named by genre and seed (default on)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.set_defaults(func=_run_sample)
+
+
+def _run_sample(args: argparse.Namespace) -> None:
+    from postergen.sample import sample
+
+    if not 1 <= args.n <= 1024:
+        raise UserError(f"--n must be between 1 and 1024 (got {args.n})")
+    genres = [g for spec in args.genre for g in spec.split(",")] if args.genre else None
+    result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema,
+                    grid=args.grid, singles=args.singles, device=args.device)
+    print(f"step {result['step']}: {len(result['files'])} posters in {args.out}"
+          + (f", grid {result['grid']} (rows: {', '.join(result['rows'])})" if result["grid"] else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample):
         add(sub)
     return parser
 
