@@ -154,15 +154,17 @@ def _run_train(args: argparse.Namespace) -> int:
     from postergen.train.loop import train
 
     H, W = ds.meta["size"]
-    print(f"train {args.out}: preset {cfg.preset}, {W}x{H}, {len(ds)} posters, "
+    quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
+    say = (lambda *a, **k: None) if quiet else print
+    say(f"train {args.out}: preset {cfg.preset}, {W}x{H}, {len(ds)} posters, "
           f"{len(ds.genres) if cfg.conditional else 0} genres, {cfg.steps} steps of {cfg.batch}")
     changed = set(given) | ({"preset"} if args.preset != "stable" else set())
-    summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed)
+    summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say)
     if summary["interrupted"]:
-        print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
+        say(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
               f"postergen train {args.dataset} -o {args.out} --resume", file=sys.stderr)
         return 130
-    print(f"done: step {summary['step']} on {summary['device']}; samples in {summary['samples']}, "
+    say(f"done: step {summary['step']} on {summary['device']}; samples in {summary['samples']}, "
           f"checkpoint {summary['latest']}")
     return 0
 

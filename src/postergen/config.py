@@ -23,7 +23,7 @@ class TrainConfig:
     preset: str = _f("stable", "recipe the other defaults come from: stable or seed")
     # duration (--epochs and --kimg on the CLI are converted to steps)
     steps: int = _f(3000, "training steps; one step = one D update and one G update")
-    batch: int = _f(64, "images per step (per process under torchrun)")
+    batch: int = _f(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
     z_dim: int = _f(100, "latent size")
     ngf: int = _f(64, "G width at its last hidden layer (widths double per layer toward the input)")
@@ -52,6 +52,7 @@ class TrainConfig:
     # run
     seed: int = _f(0, "random seed for weights, noise and data order")
     device: str = _f("auto", "auto, cpu, cuda or mps")
+    sync_bn: bool = _f(False, "under torchrun, BatchNorm statistics over all processes' batches (BatchNorm models)")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
     log_every: int = _f(25, "steps between metric lines (one host sync each)")
     sample_every: int = _f(250, "steps between fixed-noise sample grids")

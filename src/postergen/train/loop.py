@@ -28,7 +28,7 @@ from postergen.train import checkpoint as ckpt
 from postergen.train.augment import diff_augment
 from postergen.train.losses import bce_d, get_loss, r1_penalty
 from postergen.train.monitor import FailureWatch, plot_metrics, read_metrics
-from postergen.train.runtime import StopFlag, autocast, pick_device
+from postergen.train.runtime import Dist, StopFlag, autocast, init_distributed
 
 
 class TrainingDiverged(UserError):
@@ -37,11 +37,17 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class Models:
-    G: nn.Module
+    G: nn.Module  # the bare modules: checkpoints, sampling, and passes that need no gradient sync
     D: nn.Module
     G_ema: nn.Module | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    G_train: nn.Module | None = None  # DDP wrappers under torchrun (else the bare modules): the passes
+    D_train: nn.Module | None = None  # whose backward updates that network go through these
+
+    def __post_init__(self) -> None:
+        self.G_train = self.G_train or self.G
+        self.D_train = self.D_train or self.D
 
 
 @dataclass
@@ -57,7 +63,7 @@ class RunState:
 # Setting up
 
 def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, force: bool,
-              changed: set[str]) -> RunState:
+              changed: set[str], dist: Dist = Dist()) -> RunState:
     """New run: write config.json. --resume: the run's own config, with only duration/logging changed."""
     latest = run / "checkpoints" / "latest.pt"
     if resume:
@@ -77,10 +83,11 @@ def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, forc
     H, W = ds.meta["size"]
     genres = ds.genres if cfg.conditional else []
     model_cfg = cfg.model_config(H, W, len(genres))
-    if force and run.exists():
-        _clear_run(run)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(run_config(cfg, model_cfg, genres, ds), indent=1))
+    if dist.main:
+        if force and run.exists():
+            _clear_run(run)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(run_config(cfg, model_cfg, genres, ds), indent=1))
     return RunState(cfg, model_cfg, genres, 0, None)
 
 
@@ -105,37 +112,54 @@ def _clear_run(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
-def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device) -> Models:
-    torch.manual_seed(cfg.seed)
+def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist()) -> Models:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     G, D = build_models(model_cfg)
+    if dist.enabled and cfg.sync_bn:
+        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_beta > 0 else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(float(cfg.beta1), float(cfg.beta2)))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(float(cfg.beta1), float(cfg.beta2)))
-    return Models(G, D, G_ema, opt_g, opt_d)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    betas = (float(cfg.beta1), float(cfg.beta2))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **fused)
+    if not dist.enabled:
+        return Models(G, D, G_ema, opt_g, opt_d)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids), DDP(D, device_ids=ids))
 
 
 def training_state(m: Models, cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str],
-                   ds_info: dict, step: int, epoch: int) -> dict:
+                   ds_info: dict, step: int, epoch: int, world: int = 1) -> dict:
     return {
         "step": step, "epoch": epoch,
         "G": m.G.state_dict(), "D": m.D.state_dict(),
         "G_ema": m.G_ema.state_dict() if m.G_ema is not None else None,
         "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
-        "rng": ckpt.rng_state(),
+        "rng": ckpt.rng_state(), "world_size": world,
         "config": {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model_cfg), "genres": genres,
                    "dataset": ds_info, "postergen": __version__},
     }
 
 
-def restore(m: Models, state: dict) -> None:
+def restore(m: Models, state: dict, cfg: TrainConfig, dist: Dist = Dist()) -> None:
     m.G.load_state_dict(state["G"])
     m.D.load_state_dict(state["D"])
     if m.G_ema is not None:
         m.G_ema.load_state_dict(state["G_ema"])
     m.opt_g.load_state_dict(state["opt_g"])
     m.opt_d.load_state_dict(state["opt_d"])
-    ckpt.set_rng_state(state["rng"])
+    if dist.world == 1 and state.get("world_size", 1) == 1:
+        ckpt.set_rng_state(state["rng"])  # bit-exact continuation
+    else:  # one saved stream cannot serve several ranks: a fresh, distinct stream per rank
+        seed_rank_rng(cfg.seed, dist, offset=state["step"])
+
+
+def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:
+    """Noise, augmentation and label dropout differ per rank: seed * world + rank (+ resume offset)."""
+    torch.manual_seed((seed * dist.world + dist.rank) * 1_000_003 + offset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,12 +198,14 @@ class Stepper:
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            logits_real = m.D(self.aug(real), genres)  # (B,)
-            logits_fake = m.D(self.aug(fake), genres)  # (B,)
+            logits_real = m.D_train(self.aug(real), genres)  # (B,)
+            logits_fake = m.D_train(self.aug(fake), genres)  # (B,)
             loss = self.d_loss(logits_real, logits_fake)
         self.d_updates += 1
         if cfg.r1_gamma > 0 and self.d_updates % cfg.r1_every == 0:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
+            # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
+            # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
             x = real.detach().requires_grad_(True)
             penalty = r1_penalty(m.D(self.aug(x), genres).float(), x)
             loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
@@ -191,9 +217,9 @@ class Stepper:
 
     def g_update(self, batch: int, genres: torch.Tensor | None) -> torch.Tensor:
         m = self.m
-        m.D.requires_grad_(False)  # G's step needs gradients through D, not for D
+        m.D.requires_grad_(False)  # G's step needs gradients through D, not for D (bare D: no sync)
         with self.autocast:
-            fake = m.G(self._z(batch), genres)
+            fake = m.G_train(self._z(batch), genres)
             loss = self.g_loss(m.D(self.aug(fake), genres))
         m.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,11 +241,12 @@ class Stepper:
 
 
 class Meter:
-    """Device-side sums of the step statistics; read (one sync) only at log time."""
+    """Device-side sums of the step statistics; read (one sync, across ranks too) only at log time."""
 
     KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, dist: Dist = Dist()) -> None:
+        self.dist = dist
         self.sums = torch.zeros(len(self.KEYS), device=device)
         self.counts = torch.zeros(len(self.KEYS), device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -233,15 +260,16 @@ class Meter:
         self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
 
     def read_check(self) -> None:
-        """One host sync; raises TrainingDiverged if any loss was NaN/inf (so no NaN gets saved)."""
-        bad = int(self.first_bad)
+        """Raises TrainingDiverged if a loss was NaN/inf on any rank (so no NaN gets saved)."""
+        bad = int(self.dist.all_reduce(self.first_bad.clone(), op="max"))
         if bad >= 0:
             raise TrainingDiverged(f"loss became NaN/inf at step {bad + 1}")
 
     def read(self) -> dict[str, float]:
-        """Mean statistics since the last read (checked for NaN/inf first)."""
+        """Mean statistics since the last read, over all ranks (checked for NaN/inf first)."""
         self.read_check()
-        values = (self.sums / self.counts.clamp(min=1)).tolist()
+        totals = self.dist.all_reduce(torch.stack([self.sums, self.counts]))
+        values = (totals[0] / totals[1].clamp(min=1)).tolist()
         self.sums.zero_()
         self.counts.zero_()
         return dict(zip(self.KEYS, values))
@@ -286,7 +314,7 @@ def save_grid(images: torch.Tensor, per_row: int, path: Path) -> None:
 # The loop
 
 class _Outputs:
-    """Files of a run written while it trains: metrics.jsonl, loss.png, samples/, TensorBoard."""
+    """Files of a run written while it trains: metrics.jsonl, loss.png, samples/, TensorBoard (rank 0)."""
 
     def __init__(self, run: Path, state: RunState, enable_tb: bool) -> None:
         self.run = run
@@ -325,67 +353,143 @@ class _Outputs:
             self.tb.close()
 
 
+def fingerprint(modules: list[nn.Module | None]) -> float:
+    """One number per set of weights; ranks in sync have bit-identical weights, so equal numbers.
+
+    Parameters only: buffers (BatchNorm running stats, spectral-norm vectors) follow each rank's own
+    batches between DDP's broadcasts from rank 0, and rank 0's are the ones saved.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    for module in filter(None, modules):
+        for i, p in enumerate(module.parameters()):
+            total += (p.detach().double().cpu().flatten() * (1 + i % 7)).sum()
+    return float(total)
+
+
+class Trainer:
+    """One run: set up once, then `run()` steps until done or asked to stop."""
+
+    def __init__(self, ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool, force: bool,
+                 changed: set[str], echo=print) -> None:
+        check(cfg)
+        self.dist, self.device = init_distributed(cfg.device)
+        try:
+            self._setup(ds, run, cfg, resume, force, changed, echo)
+        except BaseException:
+            self.dist.shutdown()
+            raise
+
+    def _setup(self, ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool, force: bool,
+               changed: set[str], echo) -> None:
+        if cfg.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU version)")
+        self.run_dir, self.echo = run, echo if self.dist.main else (lambda *a: None)
+        self.state = setup_run(run, cfg, ds, resume, force, set(changed), self.dist)
+        self.dist.barrier()  # rank 0 has prepared the folder before anyone reads or writes in it
+        self.cfg, self.model_cfg = cfg, model_cfg = self.state.cfg, self.state.model_cfg
+        self.m = build(self.cfg, model_cfg, self.device, self.dist)
+        seed_rank_rng(self.cfg.seed, self.dist)
+        if self.state.resume_state is not None:
+            restore(self.m, self.state.resume_state, self.cfg, self.dist)
+            self.echo(f"resuming {run} at step {self.state.start_step}")
+        self.batches = Batches(ds, self.cfg.batch, self.device, self.cfg.seed, self.dist.rank, self.dist.world)
+        self.stepper = Stepper(self.m, self.cfg, self.device, conditional=model_cfg.n_genres > 0)
+        self.meter = Meter(self.device, self.dist)
+        self.outputs = _Outputs(run, self.state, self.cfg.tensorboard) if self.dist.main else None
+        self.fixed = fixed_inputs(model_cfg, self.state.genres, self.cfg.seed, self.device)
+        self.ds_info = {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}
+        self.step = self.state.start_step
+        self.last_saved = self.step if self.state.resume_state is not None else -1
+
+    def save(self) -> None:
+        self.meter.read_check()  # never save NaN weights
+        if self.dist.main:
+            state = training_state(self.m, self.cfg, self.model_cfg, self.state.genres, self.ds_info, self.step,
+                                   self.batches.epoch_of(self.step), self.dist.world)
+            ckpt.save_checkpoint(state, self.run_dir / "checkpoints", self.step, self.cfg.keep_checkpoints)
+        self.last_saved = self.step
+
+    def log(self, seconds: float, images: int, bar) -> None:
+        stats = self.meter.read()  # collective: every rank calls it at the same steps
+        if not self.dist.main:
+            return
+        rate = images * self.dist.world / seconds
+        row = {"step": self.step, "epoch": self.batches.epoch_of(self.step),
+               "kimg": self.step * self.cfg.batch * self.dist.world / 1000, **stats, "img_per_s": round(rate, 1),
+               "lr_g": self.m.opt_g.param_groups[0]["lr"], "lr_d": self.m.opt_d.param_groups[0]["lr"]}
+        warning = self.outputs.log(row)
+        if warning:
+            bar.write(f"warning: {warning}")
+        bar.set_postfix(img_s=f"{rate:.0f}", loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}")
+
+    def sample(self) -> None:
+        if self.dist.main:
+            z, genres, per_row = self.fixed
+            G = self.m.G_ema if self.m.G_ema is not None else self.m.G
+            self.outputs.sample(self.step, render(G, z, genres, self.device, self.cfg.precision), per_row)
+
+    def stop_requested(self, stop: StopFlag) -> bool:
+        """Single process: every step. Under torchrun, ranks agree at log steps (one tiny all-reduce)."""
+        if not self.dist.enabled:
+            return bool(stop)
+        if self.step % self.cfg.log_every:
+            return False
+        flag = torch.tensor(1 if stop else 0, device=self.device)
+        return bool(self.dist.all_reduce(flag, op="max"))
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True,
+                   disable=None if self.dist.main else True)
+        t_log, seen = time.perf_counter(), 0
+        stopped = False
+        try:
+            with StopFlag() as stop:
+                while self.step < cfg.steps and not stopped:
+                    real, genres = self.batches.get(self.step)
+                    self.meter.add(self.step, self.stepper.step(self.step, real, genres))
+                    self.step += 1
+                    seen += real.shape[0]
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        self.log(time.perf_counter() - t_log, seen, bar)
+                        t_log, seen = time.perf_counter(), 0
+                    if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                        self.sample()
+                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                        self.save()
+                    stopped = self.stop_requested(stop)
+                if stopped and self.step != self.last_saved:
+                    self.save()
+        except TrainingDiverged as e:
+            good = ckpt.step_files(self.run_dir / "checkpoints")
+            where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
+            raise TrainingDiverged(f"{e}; stopped ({where}). Try a lower --lr-d/--lr-g or --preset stable") from None
+        finally:
+            bar.close()
+            if self.outputs is not None:
+                self.outputs.close()
+        return self.summary(stopped)
+
+    def summary(self, stopped: bool) -> dict:
+        prints = self.dist.all_gather_float(fingerprint([self.m.G, self.m.D, self.m.G_ema]), self.device)
+        out = {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
+               "world_size": self.dist.world, "samples": str(self.run_dir / "samples"),
+               "latest": str(self.run_dir / "checkpoints" / "latest.pt")}
+        if self.dist.enabled and self.dist.main:
+            # Ranks must end with bit-identical weights; recorded so a test (or a person) can check.
+            (self.run_dir / "ddp.json").write_text(json.dumps({"world_size": self.dist.world, "step": self.step,
+                                                               "fingerprints": prints}))
+            if len(set(prints)) != 1:
+                raise RuntimeError(f"ranks diverged: weight fingerprints {prints}")
+        return out
+
+
 def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
           changed: set[str] = frozenset(), echo=print) -> dict:
     """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint."""
-    check(cfg)
-    device = pick_device(cfg.device)
-    state = setup_run(run, cfg, ds, resume, force, set(changed))
-    cfg, model_cfg = state.cfg, state.model_cfg
-    m = build(cfg, model_cfg, device)
-    if state.resume_state is not None:
-        restore(m, state.resume_state)
-        echo(f"resuming {run} at step {state.start_step}")
-    batches = Batches(ds, cfg.batch, device, cfg.seed)
-    stepper = Stepper(m, cfg, device, conditional=model_cfg.n_genres > 0)
-    outputs = _Outputs(run, state, cfg.tensorboard)
-    z_fixed, g_fixed, per_row = fixed_inputs(model_cfg, state.genres, cfg.seed, device)
-    ds_info = {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}
-
-    def save(step: int) -> Path:
-        return ckpt.save_checkpoint(training_state(m, cfg, model_cfg, state.genres, ds_info, step,
-                                                   batches.epoch_of(step)), run / "checkpoints", step,
-                                    cfg.keep_checkpoints)
-
-    meter, step = Meter(device), state.start_step
-    last_saved = step if state.resume_state is not None else -1
-    t_log, seen_log = time.perf_counter(), 0
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", disable=None, dynamic_ncols=True)
+    trainer = Trainer(ds, run, cfg, resume, force, set(changed), echo)
     try:
-        with StopFlag() as stop:
-            while step < cfg.steps and not stop:
-                real, genres = batches.get(step)
-                meter.add(step, stepper.step(step, real, genres))
-                step += 1
-                seen_log += real.shape[0]
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    rate = seen_log / (time.perf_counter() - t_log)
-                    row = {"step": step, "epoch": batches.epoch_of(step), "kimg": step * cfg.batch / 1000,
-                           **meter.read(), "img_per_s": round(rate, 1), "lr_g": m.opt_g.param_groups[0]["lr"],
-                           "lr_d": m.opt_d.param_groups[0]["lr"]}
-                    warning = outputs.log(row)
-                    if warning:
-                        bar.write(f"warning: {warning}")
-                    bar.set_postfix(img_s=f"{rate:.0f}", loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}")
-                    t_log, seen_log = time.perf_counter(), 0
-                if step % cfg.sample_every == 0 or step == cfg.steps:
-                    outputs.sample(step, render(m.G_ema if m.G_ema is not None else m.G, z_fixed, g_fixed, device, cfg.precision), per_row)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                    meter.read_check()
-                    save(step)
-                    last_saved = step
-            if stop and step != last_saved:
-                meter.read_check()
-                save(step)
-                last_saved = step
-    except TrainingDiverged as e:
-        good = ckpt.step_files(run / "checkpoints")
-        where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
-        raise TrainingDiverged(f"{e}; stopped ({where}). Try a lower --lr-d/--lr-g or --preset stable") from None
+        return trainer.run()
     finally:
-        bar.close()
-        outputs.close()
-    interrupted = bool(stop)
-    return {"run": str(run), "step": step, "interrupted": interrupted, "device": str(device),
-            "samples": str(run / "samples"), "latest": str(run / "checkpoints" / "latest.pt")}
+        trainer.dist.shutdown()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+from dataclasses import dataclass
 
 import torch
 
@@ -68,3 +70,70 @@ class StopFlag:
 
     def __bool__(self) -> bool:
         return self.signal is not None
+
+
+@dataclass
+class Dist:
+    """Where this process sits in a torchrun job; world 1 without torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        return t
+
+    def all_gather_float(self, value: float, device: torch.device) -> list[float]:
+        if not self.enabled:
+            return [value]
+        import torch.distributed as dist
+
+        out = [torch.zeros((), dtype=torch.float64, device=device) for _ in range(self.world)]
+        dist.all_gather(out, torch.tensor(value, dtype=torch.float64, device=device))
+        return [float(v) for v in out]
+
+    def shutdown(self) -> None:
+        """Leave the job cleanly; exiting with gloo threads still up aborts the process."""
+        if self.enabled:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the torchrun job described by the environment (if any) and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world == 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    elif device.type == "cpu":  # processes on one machine share its cores
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local), device
