@@ -143,7 +143,7 @@ def test_seed_preset_is_the_seed_recipe():
     cfg = from_preset("seed")
     assert (cfg.batch, cfg.loss, cfg.lr_g, cfg.lr_d, cfg.beta1, cfg.d_every, cfg.g_steps) == \
         (128, "bce", 2e-4, 2e-4, 0.5, 1, 1)
-    assert not (cfg.conditional or cfg.spectral_norm or cfg.minibatch_std or cfg.augment or cfg.ema_beta)
+    assert not (cfg.conditional or cfg.spectral_norm or cfg.minibatch_std or cfg.augment or cfg.ema_kimg)
     assert cfg.d_norm == "batch" and set(PRESETS["seed"]) < {f for f in TrainConfig.__dataclass_fields__}
 
 
@@ -213,3 +213,15 @@ def test_train_help_shows_each_default_once(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--lr-d LR_D" in text and "default 0.0002" in text and "seed preset 'bce'" in text
     assert "--spectral-norm, --no-spectral-norm" in text
+
+
+def test_ema_half_life_and_rampup():
+    from postergen.train.loop import Stepper
+
+    cfg = from_preset("stable", batch=50, ema_kimg=10.0, ema_rampup=0.05)
+    stepper = Stepper.__new__(Stepper)
+    stepper.cfg, stepper.images_per_step = cfg, 100  # 2 ranks x 50
+    # Late in training: half-life 10,000 images, so 100 steps of 100 images halve the old weight.
+    assert stepper.ema_beta(10**6) ** 100 == pytest.approx(0.5)
+    # Early: half-life capped at 5% of the images seen (step 99: 10,000 seen -> 500 images).
+    assert stepper.ema_beta(99) ** 5 == pytest.approx(0.5)

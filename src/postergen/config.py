@@ -46,12 +46,13 @@ class TrainConfig:
     real_label: float = _f(1.0, "BCE target for real images; 0.9 is one-sided label smoothing")
     r1_gamma: float = _f(0.0, "R1 penalty weight on D's gradient at real images; 0 disables")
     r1_every: int = _f(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
-    ema_beta: float = _f(0.999, "EMA decay of G's weights for sampling; 0 disables")
-    ema_start: int = _f(0, "step from which the EMA averages (copies G before)")
+    ema_kimg: float = _f(10.0, "half-life of the EMA of G's weights used for sampling, in thousands of images; 0 disables")
+    ema_rampup: float = _f(0.05, "early on the half-life is at most this share of images seen, so the EMA keeps up; 0: off")
     augment: str = _f("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: none")
     # run
     seed: int = _f(0, "random seed for weights, noise and data order")
     device: str = _f("auto", "auto, cpu, cuda or mps")
+    channels_last: bool = _f(True, "NHWC memory layout for convolutions (faster on CUDA and on CPU)")
     sync_bn: bool = _f(False, "under torchrun, BatchNorm statistics over all processes' batches (BatchNorm models)")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
     log_every: int = _f(25, "steps between metric lines (one host sync each)")
@@ -75,7 +76,7 @@ PRESETS: dict[str, dict] = {
     "stable": {},
     "seed": dict(
         batch=128, conditional=False, d_norm="batch", spectral_norm=False, minibatch_std=False,
-        loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, r1_gamma=0.0, ema_beta=0.0, augment="",
+        loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, r1_gamma=0.0, ema_kimg=0.0, augment="",
     ),
 }
 
@@ -83,7 +84,7 @@ PRESETS: dict[str, dict] = {
 RUN_FIXED = {
     "preset", "batch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
     "d_norm", "spectral_norm", "minibatch_std", "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
-    "g_steps", "real_label", "r1_gamma", "r1_every", "ema_beta", "ema_start", "augment", "seed",
+    "g_steps", "real_label", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "augment", "seed",
 }
 
 
@@ -105,7 +106,7 @@ def check(cfg: TrainConfig) -> None:
         (cfg.batch >= 2, "batch must be at least 2"),
         (cfg.loss in ("bce", "hinge"), f"loss must be bce or hinge, not {cfg.loss!r}"),
         (cfg.d_norm in ("batch", "none"), f"d-norm must be batch or none, not {cfg.d_norm!r}"),
-        (0.0 <= cfg.ema_beta < 1.0, "ema-beta must be in [0, 1)"),
+        (cfg.ema_kimg >= 0 and cfg.ema_rampup >= 0, "ema-kimg and ema-rampup must be >= 0"),
         (0.0 <= cfg.label_dropout <= 1.0, "label-dropout must be in [0, 1]"),
         (0.0 < cfg.real_label <= 1.0, "real-label must be in (0, 1]"),
         (min(cfg.d_every, cfg.g_steps, cfg.r1_every) >= 1, "d-every, g-steps and r1-every must be at least 1"),

@@ -118,7 +118,9 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
     if dist.enabled and cfg.sync_bn:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_beta > 0 else None
+    if cfg.channels_last and device.type in ("cuda", "cpu"):
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_kimg > 0 else None
     fused = {"fused": True} if device.type == "cuda" else {}
     betas = (float(cfg.beta1), float(cfg.beta2))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **fused)
@@ -175,12 +177,14 @@ def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
 class Stepper:
     """Holds the loss functions and augmentation chosen once from the config."""
 
-    def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool) -> None:
+    def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool, world: int = 1) -> None:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
+        self.images_per_step = cfg.batch * world
         d_loss, self.g_loss = get_loss(cfg.loss)
         self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
         self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
         self.autocast = autocast(device, cfg.precision)
+        self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
         self.d_updates = 0
 
     def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
@@ -227,8 +231,23 @@ class Stepper:
         m.D.requires_grad_(True)
         return loss.detach()
 
+    def ema_beta(self, step: int) -> float:
+        """Per-step decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
+
+        With ramp-up the half-life is at most ema_rampup x images seen, so a young run's EMA is not
+        stuck near the random initial weights.
+        """
+        cfg = self.cfg
+        seen = (step + 1) * self.images_per_step
+        half_life = cfg.ema_kimg * 1000
+        if cfg.ema_rampup > 0:
+            half_life = min(half_life, seen * cfg.ema_rampup)
+        return 0.5 ** (self.images_per_step / max(half_life, 1e-8))
+
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         genres = self._genres(genres)
         out = {}
         if step % cfg.d_every == 0:
@@ -236,7 +255,7 @@ class Stepper:
         for _ in range(cfg.g_steps):
             out["loss_g"] = self.g_update(real.shape[0], genres)
         if self.m.G_ema is not None:
-            update_ema(self.m.G_ema, self.m.G, cfg.ema_beta if step >= cfg.ema_start else 0.0)
+            update_ema(self.m.G_ema, self.m.G, self.ema_beta(step))
         return out
 
 
@@ -393,7 +412,8 @@ class Trainer:
             restore(self.m, self.state.resume_state, self.cfg, self.dist)
             self.echo(f"resuming {run} at step {self.state.start_step}")
         self.batches = Batches(ds, self.cfg.batch, self.device, self.cfg.seed, self.dist.rank, self.dist.world)
-        self.stepper = Stepper(self.m, self.cfg, self.device, conditional=model_cfg.n_genres > 0)
+        self.stepper = Stepper(self.m, self.cfg, self.device, conditional=model_cfg.n_genres > 0,
+                               world=self.dist.world)
         self.meter = Meter(self.device, self.dist)
         self.outputs = _Outputs(run, self.state, self.cfg.tensorboard) if self.dist.main else None
         self.fixed = fixed_inputs(model_cfg, self.state.genres, self.cfg.seed, self.device)

@@ -1,0 +1,205 @@
+"""Run folder + dataset -> quality, diversity, copying and genre metrics: RUN/eval.json (+ eval.jsonl curves).
+
+The generated and the real sets hold the same number of posters (n, capped at the dataset size).
+Generated poster i comes from seed `seed + i`, so `postergen sample --seed` can redraw any of them;
+conditional runs draw each poster's genres as the label row of a random real poster, so the
+generated set follows the dataset's genre mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from postergen.data.dataset import PosterDataset, open_dataset
+from postergen.errors import UserError
+from postergen.metrics import MetricInputs, get_metric
+from postergen.metrics.memorization import save_pairs
+from postergen.sample import load_generator, noise
+from postergen.train.checkpoint import step_files
+from postergen.train.loop import render
+from postergen.train.runtime import pick_device
+
+DEFAULT_METRICS = ("swd", "fid", "diversity", "memorization", "genre")
+NEAREST_PNG = "eval_nearest.png"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def checkpoints_to_evaluate(run: Path, all_checkpoints: bool) -> list[Path]:
+    """The newest checkpoint, or every step checkpoint oldest first; a run without any is a user error."""
+    folder = Path(run) / "checkpoints"
+    if not Path(run).is_dir():
+        raise UserError(f"{run}: no such run folder")
+    steps = step_files(folder)
+    if all_checkpoints and steps:
+        return [steps[s] for s in sorted(steps)]
+    if (folder / "latest.pt").is_file():
+        return [folder / "latest.pt"]
+    if steps:
+        return [steps[max(steps)]]
+    raise UserError(f"{run}: no checkpoints in {folder} (train first)")
+
+
+def check_compatible(config: dict, ds: PosterDataset, run: Path) -> None:
+    """The dataset must hold posters of the run's size and, for a conditional run, the same genres."""
+    model_hw = (config["model"]["height"], config["model"]["width"])
+    data_hw = tuple(ds.meta["size"])
+    if model_hw != data_hw:
+        raise UserError(f"{ds.path}: posters are {data_hw[1]}x{data_hw[0]} but {run} generates "
+                        f"{model_hw[1]}x{model_hw[0]} (W x H); evaluate against a dataset of the run's size")
+    if config["genres"] and config["genres"] != ds.genres:
+        raise UserError(f"{ds.path}: genres {','.join(ds.genres) or 'none'} differ from the run's "
+                        f"{','.join(config['genres'])}")
+
+
+def real_posters(ds: PosterDataset, n: int, seed: int) -> torch.Tensor:
+    """n distinct random posters of the dataset -> uint8 (n, 3, H, W), read in index order."""
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return torch.from_numpy(np.ascontiguousarray(ds.images[idx.numpy()]))
+
+
+def condition_rows(ds: PosterDataset, n: int, seed: int) -> torch.Tensor:
+    """(n, G) float: label rows of random real posters (with replacement), i.e. the dataset's genre mix."""
+    idx = torch.randint(len(ds), (n,), generator=torch.Generator().manual_seed(seed + 1))
+    return torch.from_numpy(ds.labels[idx.numpy()].astype(np.float32))
+
+
+def generate_posters(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: torch.device,
+                     batch: int = 512) -> torch.Tensor:
+    """z (N, z_dim), genres (N, G) or None -> uint8 (N, 3, H, W) on the CPU, `batch` at a time."""
+    parts = []
+    for i in range(0, len(z), batch):
+        cond = None if genres is None else genres[i:i + batch].to(device)
+        parts.append(render(G, z[i:i + batch].to(device), cond, device))
+    return torch.cat(parts)
+
+
+def generator_fn(G: nn.Module, z_dim: int, device: torch.device) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """-> generate(genres (M, G), seed) -> uint8 (M, 3, H, W), poster i from seed + i (for the genre metric)."""
+    def generate(genres: torch.Tensor, seed: int) -> torch.Tensor:
+        return generate_posters(G, noise(list(range(seed, seed + len(genres))), z_dim), genres, device)
+    return generate
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+def evaluate_checkpoint(path: Path, ds: PosterDataset, run: Path, real: torch.Tensor, names: list[str],
+                        configs: dict, shared: dict) -> tuple[dict, torch.Tensor]:
+    """One checkpoint -> (result dict, generated posters (n, 3, H, W) uint8).
+
+    `shared` carries the seed, device, weights path and the real-side cache across checkpoints.
+    """
+    G, config = load_generator(path, ema=True, device=str(shared["device"]))
+    check_compatible(config, ds, run)
+    n, seed, device = len(real), shared["seed"], shared["device"]
+    z_dim = config["model"]["z_dim"]
+    conditional = bool(config["genres"])
+    seconds = {}
+    t0 = time.perf_counter()
+    genres = condition_rows(ds, n, seed) if conditional else None
+    fake = generate_posters(G, noise(list(range(seed, seed + n)), z_dim), genres, device)
+    seconds["generate"] = time.perf_counter() - t0
+    inputs = MetricInputs(real=real, fake=fake, dataset=ds, genres=config["genres"],
+                          generate=generator_fn(G, z_dim, device) if conditional else None, seed=seed,
+                          device=device, inception_weights=shared["inception_weights"],
+                          cache=shared["cache"], progress=shared["progress"])
+    metrics = {}
+    for name in names:
+        metric = get_metric(name)
+        t0 = time.perf_counter()
+        metrics[name] = metric.fn(inputs, configs.get(name) or metric.config())
+        seconds[name] = time.perf_counter() - t0
+        shared["echo"](f"  {name:<13} {seconds[name]:7.1f} s")
+    result = {"run": str(run), "data": str(ds.path), "checkpoint": path.name, "step": config["step"],
+              "n": n, "seed": seed, "size": list(ds.meta["size"]), "metrics": metrics, "seconds": seconds}
+    return _jsonable(result), fake
+
+
+def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list[str] | None = None,
+             all_checkpoints: bool = False, inception_weights: Path | None = None, device: str = "cpu",
+             configs: dict | None = None, progress: bool = False,
+             echo: Callable[[str], None] = lambda line: None) -> dict:
+    """Evaluate the newest checkpoint of `run` (or every one) against `data`; write RUN/eval.json.
+
+    n: posters per set (generated and real), capped at the dataset size. metrics: names from
+    postergen.metrics.METRICS (None = all of DEFAULT_METRICS). all_checkpoints: also append one
+    JSON line per step checkpoint to RUN/eval.jsonl (metric-vs-step curves). configs: per-metric
+    config objects by name, replacing that metric's defaults. echo: receives progress lines.
+    Returns the newest checkpoint's result (as written to eval.json).
+    """
+    run = Path(run)
+    names = list(metrics or DEFAULT_METRICS)
+    for name in names:
+        get_metric(name)  # unknown names fail before any work
+    paths = checkpoints_to_evaluate(run, all_checkpoints)
+    ds = open_dataset(data)
+    n = min(n, len(ds))
+    if n < 2:
+        raise UserError(f"--n {n}: need at least 2 posters per set")
+    real = real_posters(ds, n, seed)
+    shared = {"seed": seed, "device": pick_device(device), "inception_weights": inception_weights,
+              "cache": {}, "progress": progress, "echo": echo}
+    for path in paths:
+        echo(f"evaluating {path} on {n} posters")
+        result, fake = evaluate_checkpoint(path, ds, run, real, names, configs or {}, shared)
+        if all_checkpoints:
+            with open(run / "eval.jsonl", "a") as f:
+                f.write(json.dumps(result) + "\n")
+    if "memorization" in result["metrics"]:
+        save_pairs(fake, ds.images, result["metrics"]["memorization"]["closest"], run / NEAREST_PNG)
+        result["nearest_pairs_png"] = str(run / NEAREST_PNG)
+    (run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _jsonable(value):
+    """Non-finite floats become null: eval.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+
+def _rows(prefix: str, value) -> list[tuple[str, str]]:
+    """Flatten one metric's dict to (name, text) rows; lists stay in eval.json."""
+    if isinstance(value, dict):
+        if "skipped" in value:
+            return [(prefix, f"skipped: {value['skipped']}")]
+        return [row for k, v in value.items() for row in _rows(f"{prefix} {k}", v)]
+    if isinstance(value, list):
+        return [(prefix, f"{len(value)} listed in eval.json")]
+    if isinstance(value, bool):
+        return [(prefix, "yes" if value else "no")]
+    if isinstance(value, float):
+        return [(prefix, f"{value:.4g}")]
+    return [(prefix, "-" if value is None else str(value))]
+
+
+def format_table(result: dict) -> str:
+    """A result of `evaluate` -> an aligned two-column table with a heading line and timings."""
+    rows = [row for name, value in result["metrics"].items() for row in _rows(name, value)]
+    width = max((len(name) for name, _ in rows), default=10)
+    H, W = result["size"]
+    lines = [f"{result['run']} step {result['step']}: {result['n']} generated vs {result['n']} real "
+             f"{W}x{H} posters (seed {result['seed']})"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in rows]
+    lines.append("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
+    if result.get("nearest_pairs_png"):
+        lines.append(f"  nearest pairs: {result['nearest_pairs_png']}")
+    return "\n".join(lines)

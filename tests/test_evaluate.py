@@ -1,0 +1,104 @@
+"""evaluate: a run folder + dataset -> eval.json (and eval.jsonl per checkpoint), one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from postergen.errors import UserError
+from postergen.evaluate import condition_rows, evaluate, format_table
+from postergen.metrics.genre import CACHE_FILE, GenreConfig
+from postergen.metrics.swd import SWDConfig
+from postergen.train.checkpoint import step_files
+
+FAST = {"swd": SWDConfig(nhoods_per_image=16, dir_repeats=1, dirs_per_repeat=32),
+        "genre": GenreConfig(epochs=1, channels=8, per_genre=4)}
+
+
+@pytest.fixture
+def data(tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A private copy: the genre metric writes its classifier into the dataset folder."""
+    shutil.copytree(tiny_dataset, tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+@pytest.fixture
+def run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy: evaluate writes into the run folder."""
+    shutil.copytree(tiny_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.fixture(autouse=True)
+def no_cached_inception(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+
+def test_evaluate_writes_eval_json_with_every_metric(run: Path, data: Path):
+    result = evaluate(run, data, n=1000, seed=1, configs=FAST)
+    assert result["n"] == 48 and result["step"] == 2 and result["size"] == [32, 32]  # n capped at the dataset
+    assert json.loads((run / "eval.json").read_text()) == result
+    m = result["metrics"]
+    assert list(m) == ["swd", "fid", "diversity", "memorization", "genre"]
+    assert set(m["swd"]) == {"32px", "16px", "mean"} and m["swd"]["mean"] > 0
+    assert "skipped" in m["fid"]
+    assert {"ratio", "near_duplicates", "coverage", "collapsed"} <= m["diversity"].keys()
+    assert {"typical_distance", "closer_than_typical", "likely_copies", "closest"} <= m["memorization"].keys()
+    genres = [g["name"] for g in json.loads((data / "dataset.json").read_text())["genres"]]
+    assert list(m["genre"]["per_genre_top1"]) == genres and 0 <= m["genre"]["fake_top1"] <= 1
+    assert (data / CACHE_FILE).is_file() and Path(result["nearest_pairs_png"]).is_file()
+    assert set(result["seconds"]) == {"generate", *m}
+    table = format_table(result)
+    assert "swd mean" in table and "fid" in table and "skipped: no InceptionV3 weights" in table
+    assert "diversity collapsed" in table and "genre per_genre_top1 horror" in table
+
+
+def test_all_checkpoints_appends_one_line_per_checkpoint(run: Path, data: Path):
+    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)
+    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)
+    lines = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    steps = sorted(step_files(run / "checkpoints"))
+    assert [row["step"] for row in lines] == steps * 2
+    assert lines[0]["metrics"] == lines[-1]["metrics"]  # seeded: the same numbers twice
+    assert "nearest_pairs_png" not in json.loads((run / "eval.json").read_text())  # no memorization asked
+
+
+def test_generated_genres_follow_the_dataset_mix(data: Path):
+    from postergen.data.dataset import open_dataset
+
+    ds = open_dataset(data)
+    rows = condition_rows(ds, 4000, seed=0)
+    share = rows.mean(0).numpy()
+    assert np.allclose(share, ds.labels.mean(0), atol=0.03)
+    assert set(map(tuple, rows.numpy().astype(np.uint8))) <= set(map(tuple, ds.labels))
+
+
+def _fake_dataset(path: Path, size: int, genres: list[str]) -> Path:
+    path.mkdir()
+    np.save(path / "images.npy", np.zeros((4, 3, size, size), np.uint8))
+    np.save(path / "labels.npy", np.zeros((4, len(genres)), np.uint8))
+    meta = {"count": 4, "size": [size, size], "genres": [{"name": g, "count": 0} for g in genres]}
+    (path / "dataset.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_bad_input_is_a_one_line_user_error(run: Path, data: Path, tmp_path: Path):
+    genres = [g["name"] for g in json.loads((data / "dataset.json").read_text())["genres"]]
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (lambda: evaluate(tmp_path / "empty", data), "no checkpoints"),
+        (lambda: evaluate(tmp_path / "nowhere", data), "no such run folder"),
+        (lambda: evaluate(run, _fake_dataset(tmp_path / "big", 64, genres)), "posters are 64x64 but"),
+        (lambda: evaluate(run, _fake_dataset(tmp_path / "other", 32, ["western"])), "differ from the run's"),
+        (lambda: evaluate(run, data, metrics=["swd", "inception"]), "unknown metric 'inception'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert not (run / "eval.json").exists()
