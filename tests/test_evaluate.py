@@ -102,3 +102,17 @@ def test_bad_input_is_a_one_line_user_error(run: Path, data: Path, tmp_path: Pat
             call()
         assert "\n" not in str(err.value)
     assert not (run / "eval.json").exists()
+
+
+def test_cli_evaluate_prints_a_table_and_errors_are_one_line(cli, tiny_run, tiny_dataset, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    code, out, err = cli("evaluate", run, "--data", tiny_dataset, "--n", "16", "--metrics", "swd,diversity")
+    assert code == 0, err
+    assert "swd" in out and "diversity ratio" in out and (run / "eval.json").is_file()
+    code, out, err = cli("evaluate", run, "--data", tiny_dataset, "--metrics", "beauty")
+    assert code == 2 and err.count("\n") == 1 and "beauty" in err
+    code, out, err = cli("evaluate", tmp_path / "nowhere", "--data", tiny_dataset)
+    assert code == 2 and err.count("\n") == 1

@@ -79,12 +79,17 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a dataset folder")
-    p.add_argument("path", type=Path, help="dataset folder")
+    p = sub.add_parser("info", help="describe a dataset folder, or print a generated PNG's provenance")
+    p.add_argument("path", type=Path, help="dataset folder or PNG file")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> None:
+    if args.path.is_file():
+        from postergen.provenance import describe as describe_png
+
+        print(describe_png(args.path))
+        return
     from postergen.data.dataset import describe
 
     print(describe(args.path))
@@ -170,8 +175,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="generate posters from a run or checkpoint")
-    p.add_argument("run", type=Path, help="run folder (uses checkpoints/latest.pt) or a checkpoint file")
+    p = sub.add_parser("sample", help="generate posters from a run, checkpoint or exported generator")
+    p.add_argument("run", type=Path, help="run folder, checkpoint .pt, exported .safetensors, or a tutorial netG .pth")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--n", type=int, default=8, help="posters per genre row (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="first seed; poster k uses seed+k (default %(default)s)")
@@ -182,20 +187,84 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True, help="write grid.png (default on)")
     p.add_argument("--singles", action=argparse.BooleanOptionalAction, default=True,
                    help="write one PNG per poster, named by genre and seed (default on)")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="redraw latent entries beyond this magnitude, e.g. 1.5: fewer broken posters, less variety")
+    p.add_argument("--interpolate", type=int, nargs=2, metavar=("SEED_A", "SEED_B"), default=None,
+                   help="walk between two seeds: an animation and a strip instead of a grid")
+    p.add_argument("--frames", type=int, default=16, help="frames of --interpolate (default %(default)s)")
+    p.add_argument("--format", choices=["gif", "webp"], default="gif", help="animation format (default %(default)s)")
+    p.add_argument("--arch", choices=["postergen", "dcgan-tutorial"], default="postergen",
+                   help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
     p.set_defaults(func=_run_sample)
 
 
 def _run_sample(args: argparse.Namespace) -> None:
-    from postergen.sample import sample
+    from postergen.sample import interpolate, sample
 
     if not 1 <= args.n <= 1024:
         raise UserError(f"--n must be between 1 and 1024 (got {args.n})")
+    if args.truncation is not None and args.truncation <= 0:
+        raise UserError(f"--truncation must be positive (got {args.truncation})")
     genres = [g for spec in args.genre for g in spec.split(",")] if args.genre else None
-    result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema,
-                    grid=args.grid, singles=args.singles, device=args.device)
+    if args.interpolate:
+        if not 2 <= args.frames <= 256:
+            raise UserError(f"--frames must be between 2 and 256 (got {args.frames})")
+        if genres and len(genres) > 1:
+            raise UserError("--interpolate draws one genre row; give one --genre (e.g. action+comedy)")
+        r = interpolate(args.run, args.out, tuple(args.interpolate), args.frames, genres[0] if genres else None,
+                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format)
+        print(f"interpolation: {r['animation']} and {r['strip']} ({r['frames']} frames)")
+        return
+    result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema, grid=args.grid,
+                    singles=args.singles, device=args.device, truncation=args.truncation, arch=args.arch)
     print(f"step {result['step']}: {len(result['files'])} posters in {args.out}"
           + (f", grid {result['grid']} (rows: {', '.join(result['rows'])})" if result["grid"] else ""))
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a run's generator as safetensors (weights + config) for sharing")
+    p.add_argument("run", type=Path, help="run folder or checkpoint")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output .safetensors file")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="export the EMA generator (default on)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from postergen.weights import export
+
+    if args.out.suffix != ".safetensors":
+        raise UserError(f"{args.out}: the export file name must end in .safetensors")
+    meta = export(args.run, args.out, ema=args.ema)
+    print(f"exported step {meta['step']} generator ({len(meta['genres'])} genres) to {args.out}")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="measure quality, collapse and copying of a run against its dataset")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (the real posters to compare with)")
+    p.add_argument("--n", type=int, default=10000, help="posters generated and real posters compared (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="poster i uses seed+i (default %(default)s)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated subset of swd,fid,diversity,memorization,genre (default: all)")
+    p.add_argument("--all-checkpoints", action="store_true",
+                   help="evaluate every kept checkpoint: one line each in RUN/eval.jsonl (metric vs step)")
+    p.add_argument("--inception-weights", type=Path, default=None,
+                   help="local Inception-v3 weights file for FID/KID (nothing is downloaded; without it FID is skipped)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from postergen.evaluate import evaluate, format_table
+
+    if args.n < 2:
+        raise UserError(f"--n must be at least 2 (got {args.n})")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    result = evaluate(args.run, args.data, n=args.n, seed=args.seed, metrics=metrics,
+                      all_checkpoints=args.all_checkpoints, inception_weights=args.inception_weights,
+                      device=args.device, progress=True, echo=lambda line: print(line, file=sys.stderr))
+    print(format_table(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate):
         add(sub)
     return parser
 

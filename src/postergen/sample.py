@@ -1,31 +1,26 @@
-"""Checkpoint + seeds + genres -> posters: each poster is reproducible from its own seed."""
+"""Checkpoint + seeds + genres -> posters, grids and interpolations.
+
+Each poster is reproducible from its own seed: the latent of seed s depends on s only, not on
+how many posters are drawn or in which order.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from postergen.errors import UserError
-from postergen.models.dcgan import Generator, ModelConfig
-from postergen.train.checkpoint import load_checkpoint
+from postergen.provenance import png_info
 from postergen.train.loop import render, save_grid
 from postergen.train.runtime import pick_device
-
-
-def load_generator(path: Path, ema: bool = True, device: str = "cpu") -> tuple[Generator, dict]:
-    """G (EMA weights when the run kept them and `ema`) from a run folder or checkpoint file."""
-    state = load_checkpoint(path)
-    config = state["config"]
-    G = Generator(ModelConfig(**config["model"]))
-    weights = state["G_ema"] if ema and state.get("G_ema") is not None else state["G"]
-    G.load_state_dict(weights)
-    return G.to(pick_device(device)).eval(), {**config, "step": state["step"]}
+from postergen.weights import load_generator  # noqa: F401  (re-exported: the one loader for G)
 
 
 def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, torch.Tensor | None]]:
-    """['horror', 'action,comedy'] -> [(label, multi-hot)]; None -> every genre, or one unconditional row."""
+    """['horror', 'action+comedy'] -> [(label, multi-hot)]; None -> every genre, or one unconditional row."""
     if not known:
         if names:
             raise UserError("this model was trained without genres; drop --genre")
@@ -42,31 +37,84 @@ def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, 
     return rows
 
 
-def noise(seeds: list[int], z_dim: int) -> torch.Tensor:
-    """One latent per seed, each from its own generator: a poster depends on its seed only."""
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+def noise(seeds: list[int], z_dim: int, truncation: float | None = None) -> torch.Tensor:
+    """One latent per seed from its own generator. Truncation redraws entries with |z| > t
+    (the truncation trick: less variety, fewer broken samples)."""
+    out = []
+    for s in seeds:
+        gen = torch.Generator().manual_seed(s)
+        z = torch.randn(z_dim, generator=gen)
+        if truncation is not None:
+            for _ in range(100):  # P(|z| > t) < 1 for t > 0, so this ends; the cap is a safety net
+                bad = z.abs() > truncation
+                if not bad.any():
+                    break
+                z[bad] = torch.randn(int(bad.sum()), generator=gen)
+            z = z.clamp(-truncation, truncation)
+        out.append(z)
+    return torch.stack(out)  # (N, z_dim)
+
+
+def _save_png(img: torch.Tensor, path: Path, config: dict, seed: int | None, genres: str) -> None:
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(
+        path, pnginfo=png_info(str(config.get("source", "")), config.get("step"), seed, genres))
 
 
 def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] | None = None,
-           ema: bool = True, grid: bool = True, singles: bool = True, device: str = "cpu") -> dict:
+           ema: bool = True, grid: bool = True, singles: bool = True, device: str = "cpu",
+           truncation: float | None = None, arch: str = "postergen") -> dict:
     """Write `n` posters per genre row (seeds seed..seed+n-1) as PNGs and/or one grid."""
-    G, config = load_generator(path, ema, device)
+    dev = pick_device(device)
+    G, config = load_generator(path, ema=ema, arch=arch, device=dev)
     rows = genre_vectors(genres, config["genres"])
     seeds = list(range(seed, seed + n))
-    z = noise(seeds, config["model"]["z_dim"])
-    dev = next(G.parameters()).device
+    z = noise(seeds, config["model"]["z_dim"], truncation).to(dev)
     out.mkdir(parents=True, exist_ok=True)
     images, written = [], []
     for label, vec in rows:
-        cond = None if vec is None else vec.expand(n, -1).to(dev)
-        batch = render(G, z.to(dev), cond, dev)  # (n, 3, H, W) uint8
+        batch = render(G, z, None if vec is None else vec.expand(n, -1).to(dev), dev)  # (n, 3, H, W) uint8
         images.append(batch)
         for s, img in zip(seeds, batch) if singles else []:
-            path_png = out / f"{label}-seed{s}.png"
-            Image.fromarray(img.permute(1, 2, 0).numpy()).save(path_png)
-            written.append(path_png)
+            written.append(out / f"{label}-seed{s}.png")
+            _save_png(img, written[-1], config, s, label)
     grid_path = None
     if grid:
         grid_path = out / "grid.png"
-        save_grid(torch.cat(images), n if len(rows) > 1 or n <= 8 else 8, grid_path)
-    return {"step": config["step"], "rows": [r[0] for r in rows], "files": written, "grid": grid_path}
+        per_row = n if len(rows) > 1 or n <= 8 else 8
+        save_grid(torch.cat(images), per_row, grid_path,
+                  png_info(str(config.get("source", "")), config.get("step"), seed, ",".join(r[0] for r in rows)))
+    return {"step": config.get("step"), "rows": [r[0] for r in rows], "files": written, "grid": grid_path}
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation: stays at the typical norm of Gaussian latents, unlike a straight line."""
+    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,
+                ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif") -> dict:
+    """Walk from seed a to seed b: an animation (GIF or WebP, there and back) and a strip PNG."""
+    dev = pick_device(device)
+    G, config = load_generator(path, ema=ema, arch=arch, device=dev)
+    if genre or not config["genres"]:
+        label, vec = genre_vectors([genre] if genre else None, config["genres"])[0]
+    else:  # a conditional model without a genre: the zero vector label dropout trained for
+        label, vec = "all", torch.zeros(len(config["genres"]))
+    za, zb = noise(list(seeds), config["model"]["z_dim"])
+    z = torch.stack([slerp(za, zb, i / max(frames - 1, 1)) for i in range(frames)]).to(dev)
+    images = render(G, z, None if vec is None else vec.expand(frames, -1).to(dev), dev)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{label}-seed{seeds[0]}-to-{seeds[1]}"
+    strip = out / f"{stem}.png"
+    save_grid(images, frames, strip, png_info(str(config.get("source", "")), config.get("step"), seeds[0], label,
+                                              interpolation=f"{seeds[0]}->{seeds[1]}"))
+    pics = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+    scale = max(1, math.ceil(128 / pics[0].width))  # small posters are enlarged for viewing
+    pics = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pics]
+    anim = out / f"{stem}.{fmt}"
+    pics = pics + pics[-2:0:-1]  # there and back, so the loop has no jump
+    pics[0].save(anim, save_all=True, append_images=pics[1:], duration=80, loop=0)
+    return {"strip": strip, "animation": anim, "frames": frames}

@@ -1,7 +1,7 @@
 """Mode collapse, measured in a fixed feature space: is the generated set as varied as the real one?
 
-Feature: each poster area-downsampled to 16 px wide (aspect kept; 16x16 or 16x24), pixels in
-[0, 1], compared by L2 distance. At that size a poster is its layout and colour scheme, which is
+Feature: each poster area-downsampled to 16 px wide (aspect kept; 16x16 or 16x24), compared by
+RMS colour difference (features.py). At that size a poster is its layout and colour scheme, which is
 what collapses first; no learned weights, so the numbers mean the same on every machine.
 
 - ratio: mean pairwise distance of generated posters / that of real posters (1 = as varied).

@@ -1,11 +1,13 @@
 """Deterministic, weight-free image features shared by diversity and memorization.
 
 Posters are compared as pixels after area downsampling: no learned weights, so numbers compare
-across machines, runs and library versions, and a distance has a plain meaning (RMS colour
-difference in [0, 1] when divided by sqrt(dim)).
+across machines, runs and library versions. Features are scaled by 1/sqrt(dim), so the L2
+distance of two posters is their RMS colour difference, in [0, 1] at any size.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -21,12 +23,13 @@ def downsample(images: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def pixel_features(images: torch.Tensor | np.ndarray, width: int, batch: int = 1024) -> torch.Tensor:
-    """uint8 (N, 3, H, W) tensor or memory map -> float32 (N, 3*h*width), read `batch` posters at a time."""
+    """uint8 (N, 3, H, W) tensor or memory map -> float32 (N, 3*h*width) / sqrt(3*h*width), `batch` posters at a time."""
     chunks = []
     for i in range(0, len(images), batch):
         part = images[i:i + batch]
         part = torch.from_numpy(np.array(part)) if isinstance(part, np.ndarray) else part
-        chunks.append(downsample(part, width).flatten(1))
+        flat = downsample(part, width).flatten(1)
+        chunks.append(flat / math.sqrt(flat.shape[1]))
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
 

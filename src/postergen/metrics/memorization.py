@@ -55,17 +55,17 @@ def nearest_training(queries: torch.Tensor, train: torch.Tensor | np.ndarray, wi
             better = dist < best[q0:q0 + chunk]
             best[q0:q0 + chunk][better] = dist[better]
             index[q0:q0 + chunk][better] = arg[better] + start
-    return _exact_rms(q, train, index, width), index
+    return _exact_distance(q, train, index, width), index
 
 
-def _exact_rms(q: torch.Tensor, train: torch.Tensor | np.ndarray, index: torch.Tensor, width: int) -> torch.Tensor:
+def _exact_distance(q: torch.Tensor, train: torch.Tensor | np.ndarray, index: torch.Tensor, width: int) -> torch.Tensor:
     """The matmul form loses precision near 0; the chosen pairs are measured again directly."""
     order = np.argsort(index.numpy(), kind="stable")  # sorted reads are sequential on disk
     rows = train[index.numpy()[order]]
     rows = torch.from_numpy(np.ascontiguousarray(rows)) if isinstance(rows, np.ndarray) else rows
     nearest = torch.empty_like(q)
     nearest[torch.from_numpy(order)] = pixel_features(rows, width)
-    return (q - nearest).pow(2).mean(1).sqrt()
+    return (q - nearest).norm(dim=1)
 
 
 def typical_distance(train: torch.Tensor | np.ndarray, cfg: MemorizationConfig, seed: int,

@@ -127,9 +127,12 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: list[torch.
     for dirs in directions:
         total = 0.0
         for part in dirs.split(dirs_at_once, dim=1):
-            proj_a = np.sort((a @ part).cpu().numpy(), axis=0)  # (M, k): the 1-D distribution along each direction
-            proj_b = np.sort((b @ part).cpu().numpy(), axis=0)
-            total += float(np.abs(proj_a - proj_b).sum(dtype=np.float64))
+            proj_a = (a @ part).cpu().numpy()  # (M, k): the 1-D distribution along each direction
+            proj_b = (b @ part).cpu().numpy()
+            proj_a.sort(axis=0)  # in place: no second 0.16 GB buffer per sort at 10k posters
+            proj_b.sort(axis=0)
+            np.abs(np.subtract(proj_a, proj_b, out=proj_a), out=proj_a)
+            total += float(proj_a.sum(dtype=np.float64))
         per_repeat.append(total / (len(a) * dirs.shape[1]))
     return sum(per_repeat) / len(per_repeat)
 

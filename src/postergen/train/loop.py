@@ -320,13 +320,14 @@ def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: t
     return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).cpu()
 
 
-def save_grid(images: torch.Tensor, per_row: int, path: Path) -> None:
-    from torchvision.utils import make_grid
+def save_grid(images: torch.Tensor, per_row: int, path: Path, pnginfo=None) -> None:
+    """uint8 (N, 3, H, W) -> one PNG grid with 2 px black gaps; pnginfo carries provenance."""
     from PIL import Image
+    from torchvision.utils import make_grid
 
     grid = make_grid(images, nrow=per_row, padding=2, pad_value=0)  # (3, H', W') uint8
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path, pnginfo=pnginfo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,9 +358,12 @@ class _Outputs:
                     self.tb.add_scalar(k, v, row["step"])
         return self.watch.update(row)
 
-    def sample(self, step: int, images: torch.Tensor, per_row: int) -> Path:
+    def sample(self, step: int, images: torch.Tensor, per_row: int, genres: list[str]) -> Path:
+        from postergen.provenance import png_info
+
         path = self.run / "samples" / f"step-{step:07d}.png"
-        save_grid(images, per_row, path)
+        rows = ",".join(genres) if genres else "all"
+        save_grid(images, per_row, path, png_info(str(self.run), step, None, rows, fixed_noise="true"))
         plot_metrics(self.rows, self.run / "loss.png")
         if self.tb is not None:
             from torchvision.utils import make_grid
@@ -446,7 +450,8 @@ class Trainer:
         if self.dist.main:
             z, genres, per_row = self.fixed
             G = self.m.G_ema if self.m.G_ema is not None else self.m.G
-            self.outputs.sample(self.step, render(G, z, genres, self.device, self.cfg.precision), per_row)
+            self.outputs.sample(self.step, render(G, z, genres, self.device, self.cfg.precision), per_row,
+                                self.state.genres)
 
     def stop_requested(self, stop: StopFlag) -> bool:
         """Single process: every step. Under torchrun, ranks agree at log steps (one tiny all-reduce)."""
