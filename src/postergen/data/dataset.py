@@ -96,8 +96,10 @@ def describe(path: Path) -> str:
 class Batches:
     """Random batches in epoch order, a pure function of (seed, step): resuming continues exactly.
 
-    The uint8 array moves to the device once when it fits (`max_bytes`); otherwise batches are
-    gathered from the memory map. Normalisation to [-1, 1] happens on the device.
+    The uint8 array moves to the device once when it fits (`max_bytes`): batches are then drawn by
+    index on the device with no host work. Otherwise a background thread gathers the next batch
+    from the memory map (into pinned memory on CUDA) while the current step runs.
+    Normalisation to [-1, 1] happens on the device.
     """
 
     def __init__(self, ds: PosterDataset, batch: int, device: "torch.device", seed: int,
@@ -109,35 +111,54 @@ class Batches:
         self.batch, self.device, self.seed, self.rank, self.world = batch, device, seed, rank, world
         self.count = len(ds)
         self.steps_per_epoch = len(ds) // (batch * world)  # the incomplete last batch is dropped
-        resident = ds.images.nbytes <= max_bytes
-        self.images = torch.from_numpy(np.array(ds.images)).to(device) if resident else ds.images
+        self.resident = ds.images.nbytes <= max_bytes
+        self.images = torch.from_numpy(np.array(ds.images)).to(device) if self.resident else ds.images
         self.labels = torch.from_numpy(ds.labels.astype(np.float32)).to(device)
-        self._epoch, self._perm = -1, None
+        self._perms: dict[int, "torch.Tensor"] = {}
+        self._pending = None  # (step, future) of the streamed batch being gathered
 
     def _permutation(self, epoch: int):
         import torch
 
-        if epoch != self._epoch:
+        if epoch not in self._perms:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.count, generator=gen).to(self.device)
-            self._epoch = epoch
-        return self._perm
+            perm = torch.randperm(self.count, generator=gen)
+            self._perms = {epoch: perm.to(self.device) if self.resident else perm}  # keep one epoch
+        return self._perms[epoch]
+
+    def _indices(self, step: int):
+        epoch, i = divmod(step, self.steps_per_epoch)
+        start = (i * self.world + self.rank) * self.batch
+        return self._permutation(epoch)[start:start + self.batch]
+
+    def _gather(self, idx) -> "torch.Tensor":
+        """Streamed path: rows from the memory map (sorted reads), back in batch order."""
+        import torch
+
+        idx = idx.numpy()
+        order = np.argsort(idx)
+        pixels = np.empty((len(idx), *self.images.shape[1:]), np.uint8)
+        pixels[order] = self.images[idx[order]]
+        out = torch.from_numpy(pixels)
+        return out.pin_memory() if self.device.type == "cuda" else out
+
+    def _streamed(self, step: int) -> "torch.Tensor":
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not hasattr(self, "_pool"):
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="postergen-batches")
+        if self._pending is None or self._pending[0] != step:
+            self._pending = (step, self._pool.submit(self._gather, self._indices(step)))
+        pixels = self._pending[1].result()
+        self._pending = (step + 1, self._pool.submit(self._gather, self._indices(step + 1)))
+        return pixels.to(self.device, non_blocking=True)
 
     def get(self, step: int):
         """-> real (B, 3, H, W) float in [-1, 1], genres (B, G) float multi-hot, both on the device."""
-        import torch
-
-        epoch, i = divmod(step, self.steps_per_epoch)
-        start = (i * self.world + self.rank) * self.batch
-        idx = self._permutation(epoch)[start:start + self.batch]
-        if isinstance(self.images, np.ndarray):
-            rows = np.sort(idx.cpu().numpy())  # sorted reads are sequential on disk
-            order = np.argsort(np.argsort(idx.cpu().numpy()))
-            pixels = torch.from_numpy(self.images[rows][order]).to(self.device, non_blocking=True)
-        else:
-            pixels = self.images[idx]
+        idx = self._indices(step)
+        pixels = self.images[idx] if self.resident else self._streamed(step)
         real = pixels.float().div_(127.5).sub_(1.0)
-        return real, self.labels[idx]
+        return real, self.labels[idx.to(self.labels.device)]
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch

@@ -123,6 +123,8 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     """Join the torchrun job described by the environment (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step: pick the fastest kernels once
     if world == 1:
         return Dist(), device
     import torch.distributed as dist

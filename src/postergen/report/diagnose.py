@@ -1,0 +1,151 @@
+"""Failure modes read from metrics.jsonl rows: pure functions of the rows, one finding per problem.
+
+Rows are the dicts train logs (step, loss_d, loss_g, d_real, d_fake, ...); D's outputs are the
+mean sigmoid of its logits, so they lie in [0, 1] whatever the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LOGGED = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What counts as a problem; the defaults match the training-time FailureWatch."""
+
+    d_high: float = 0.95  # D(x) above this while D(G(z)) is below d_low: D tells them apart every time
+    d_low: float = 0.05
+    overpower_rows: int = 3  # consecutive metric lines needed for an overpowering stretch
+    climb_abs: float = 1.0  # G loss rise (smoothed) that counts as climbing, in loss units ...
+    climb_rel: float = 0.5  # ... or this share of its lowest value, whichever is larger
+    climb_share: float = 0.25  # the climb must span at least this share of the logged lines
+    smooth: int = 3  # moving-average window (metric lines) before looking at trends and swings
+    swing_d_fake: float = 0.3  # smallest peak-to-trough swing of D(G(z)) that counts as a cycle
+    swing_loss_g: float = 1.0  # smallest peak-to-trough swing of G loss that counts as a cycle
+    swing_cycles: int = 3  # highs (each after a low) needed to call it oscillation
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected problem: kind, first and last step it covers, and advice in plain words."""
+
+    kind: str  # nan, overpowering, g_climbing, oscillation
+    start: int
+    end: int
+    message: str
+
+
+ADVICE_D = ("try --preset stable (hinge loss, spectral norm, R1, DiffAugment), or slow D down with "
+            "--d-every 2 or a lower --lr-d, or add --augment color,translation,cutout")
+
+
+def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
+    """Every finding, NaN first; an empty list means the curves look healthy."""
+    complete = [r for r in rows if "step" in r and all(k in r for k in LOGGED)]
+    finite = [r for r in complete if all(_finite(r[k]) for k in LOGGED)]
+    return (non_finite(complete) + d_overpowering(finite, t) + g_loss_climbing(finite, t)
+            + oscillation(finite, "d_fake", t.swing_d_fake, t) + oscillation(finite, "loss_g", t.swing_loss_g, t))
+
+
+def non_finite(rows: list[dict]) -> list[Finding]:
+    """NaN/inf in a logged value (train stops on it, but an older or edited log may hold one)."""
+    bad = [r["step"] for r in rows if not all(_finite(r[k]) for k in LOGGED)]
+    if not bad:
+        return []
+    return [Finding("nan", bad[0], bad[-1],
+                    f"Losses became NaN or infinite at step {bad[0]} ({len(bad)} metric line(s)): training "
+                    "diverged. Resume from an earlier checkpoint with a lower learning rate, or use --preset stable.")]
+
+
+def d_overpowering(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
+    """Stretches of at least `overpower_rows` lines where D(x) > d_high and D(G(z)) < d_low."""
+    flags = [r["d_real"] > t.d_high and r["d_fake"] < t.d_low for r in rows]
+    findings = []
+    for i, j in _runs(flags):
+        if j - i < t.overpower_rows:
+            continue
+        start, end = rows[i]["step"], rows[j - 1]["step"]
+        findings.append(Finding(
+            "overpowering", start, end,
+            f"D overpowered G from step {start} to step {end}: D(x) stayed above {t.d_high} and D(G(z)) "
+            f"below {t.d_low}, so G's gradient vanishes and its samples stop improving. To fix it, {ADVICE_D}."))
+    return findings
+
+
+def g_loss_climbing(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
+    """G loss (smoothed) rising from its low point to the end by more than the climb threshold."""
+    if len(rows) < 2 * t.smooth:
+        return []
+    loss = moving_average([r["loss_g"] for r in rows], t.smooth)
+    low_i = min(range(len(loss)), key=loss.__getitem__)
+    rise = loss[-1] - loss[low_i]
+    if rise < max(t.climb_abs, t.climb_rel * abs(loss[low_i])) or len(loss) - low_i < t.climb_share * len(loss):
+        return []
+    start, end = rows[low_i]["step"], rows[-1]["step"]
+    return [Finding("g_climbing", start, end,
+                    f"G loss kept climbing from {loss[low_i]:.2f} at step {start} to {loss[-1]:.2f} at step {end}: "
+                    f"D is pulling ahead. If the samples stopped improving, {ADVICE_D}.")]
+
+
+def oscillation(rows: list[dict], key: str, min_swing: float, t: Thresholds = Thresholds()) -> list[Finding]:
+    """Repeated swings of `key` between its high and low band (collapse cycles).
+
+    The series is smoothed, then a hysteresis band (the lower and upper quarter of its range) turns
+    it into low/high phases; a swing counts only when the range is at least `min_swing`.
+    """
+    if len(rows) < 2 * t.smooth:
+        return []
+    values = moving_average([r[key] for r in rows], t.smooth)
+    lo, hi = min(values), max(values)
+    if hi - lo < min_swing:
+        return []
+    highs = rising_edges(values, lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo))
+    if len(highs) < t.swing_cycles:
+        return []
+    steps = [rows[i]["step"] for i in highs]
+    period = (steps[-1] - steps[0]) / (len(steps) - 1)
+    name = {"d_fake": "D(G(z))", "loss_g": "G loss"}.get(key, key)
+    shown = ", ".join(str(s) for s in steps[:8]) + (", ..." if len(steps) > 8 else "")
+    return [Finding("oscillation", steps[0], steps[-1],
+                    f"{name} swung between {lo:.2f} and {hi:.2f} {len(steps)} times (highs at steps {shown}; "
+                    f"about every {period:.0f} steps): G and D are chasing each other, a sign of collapse "
+                    f"cycles where G jumps between a few poster types. Check the samples at those steps; "
+                    f"{ADVICE_D}.")]
+
+
+def rising_edges(values: list[float], low: float, high: float) -> list[int]:
+    """Indices where the series enters its high band after having been in its low band."""
+    edges, was_low = [], False
+    for i, v in enumerate(values):
+        if v <= low:
+            was_low = True
+        elif v >= high and was_low:
+            edges.append(i)
+            was_low = False
+    return edges
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Centred mean over `window` values (shorter at the ends): same length as the input."""
+    half = window // 2
+    return [sum(values[max(0, i - half):i + half + 1]) / len(values[max(0, i - half):i + half + 1])
+            for i in range(len(values))]
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """[(start, stop)] of the runs of True, stop exclusive."""
+    runs, start = [], None
+    for i, flag in enumerate(flags + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,128 @@
+"""Pictures for the report, made in memory: matplotlib plots, poster grids and the progression animation.
+
+Plots use matplotlib's Figure directly (Agg canvas, no pyplot state); every function returns
+encoded bytes (PNG or GIF) ready to embed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from postergen.report.diagnose import Finding
+
+PLOT_DPI = 90
+LABEL_PX = 12  # font size of labels drawn onto grids and animation frames
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    return buf.getvalue()
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 10.0, height: float = 3.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height * nrows), layout="tight")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
+    """G and D loss, and D(x) / D(G(z)), against step; shaded where D overpowered G."""
+    fig, (ax1, ax2) = _figure(2)
+    steps = [r["step"] for r in rows]
+    for ax, keys, labels in ((ax1, ("loss_d", "loss_g"), ("D loss", "G loss")),
+                             (ax2, ("d_real", "d_fake"), ("D(x) on real", "D(G(z)) on fake"))):
+        for key, label in zip(keys, labels):
+            ax.plot(steps, [r.get(key, math.nan) for r in rows], label=label, marker="." if len(rows) < 30 else None)
+        for f in findings:
+            if f.kind == "overpowering":
+                ax.axvspan(f.start, f.end, color="tab:red", alpha=0.15)
+        ax.set_xlabel("step")
+        ax.legend()
+    ax1.set_title("losses")
+    ax2.set_title("D's mean output (sigmoid of its logits)")
+    ax2.set_ylim(-0.02, 1.02)
+    return figure_png(fig)
+
+
+def curves_plot(steps: list[int], series: dict[str, list[float]]) -> bytes:
+    """One small line plot per named series against step (three to a row)."""
+    ncols = min(3, len(series))
+    nrows = math.ceil(len(series) / ncols)
+    fig, axes = _figure(ncols, nrows, width=3.4 * ncols, height=2.8)
+    for ax, (name, values) in zip(axes, series.items()):
+        ax.plot(steps, values, marker=".")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    return figure_png(fig)
+
+
+def grid_image(images: torch.Tensor, per_row: int) -> Image.Image:
+    """uint8 (N, 3, H, W) -> one PIL grid, 2 px black padding (as the run's sample grids)."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images, nrow=per_row, padding=2, pad_value=0)  # (3, H', W') uint8
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())
+
+
+def label_rows(grid: Image.Image, labels: list[str], row_px: int) -> Image.Image:
+    """The grid with a white margin on the left naming each row; the height is unchanged."""
+    font = _font()
+    width = max(int(ImageDraw.Draw(grid).textlength(t, font=font)) for t in labels) + 8
+    out = Image.new("RGB", (grid.width + width, grid.height), "white")
+    out.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(labels):
+        draw.text((4, 2 + i * row_px + (row_px - LABEL_PX) // 2), text, fill="black", font=font)
+    return out
+
+
+def png(image: Image.Image, max_side: int | None = None) -> bytes:
+    """PIL image -> PNG bytes, shrunk (never enlarged) so its longer side is at most max_side."""
+    image = shrink(image, max_side)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
+    if not max_side or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+
+
+def animation(paths: list[Path], labels: list[str], max_side: int, frame_ms: int = 400,
+              hold_ms: int = 2000) -> bytes:
+    """Sample grids -> an animated GIF (looping, last frame held), each frame captioned."""
+    frames = [_captioned(shrink(Image.open(p).convert("RGB"), max_side), text) for p, text in zip(paths, labels)]
+    buf = io.BytesIO()
+    durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                   optimize=True)
+    return buf.getvalue()
+
+
+def _captioned(image: Image.Image, text: str) -> Image.Image:
+    bar = LABEL_PX + 8
+    out = Image.new("RGB", (image.width, image.height + bar), "white")
+    out.paste(image, (0, bar))
+    ImageDraw.Draw(out).text((4, (bar - LABEL_PX) // 2), text, fill="black", font=_font())
+    return out
+
+
+def _font():
+    try:
+        return ImageFont.load_default(size=LABEL_PX)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()

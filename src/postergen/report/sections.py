@@ -1,0 +1,331 @@
+"""The report's sections: each reads one part of the run folder and returns an HTML fragment.
+
+A part that is missing (no samples yet, no checkpoint, dataset moved, no evaluation) gives a
+note saying so, never an error: a report of a half-finished run is still useful.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from postergen.data.dataset import open_dataset
+from postergen.errors import UserError
+from postergen.report import figures, html
+from postergen.report.diagnose import Finding, diagnose
+from postergen.sample import genre_vectors, load_generator, noise
+from postergen.train.loop import render
+from postergen.train.monitor import read_metrics
+
+PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
+ANIMATION_FRAMES = 40  # at most this many grids in the animation
+ANIMATION_SIDE = 360  # px, longer side of an animation frame (keeps the HTML small)
+STILL_SIDE = 1100  # px, longer side of any embedded grid (larger ones are shrunk)
+SMALL_POSTER = 96  # px; posters shorter than this are shown at 2x, pixelated
+REAL_SEED = 0  # picks the real posters shown next to generated ones
+EVAL_HINT = "postergen evaluate {run} --data {data}"
+EVAL_BOOKKEEPING = ("step", "n", "seed")  # numbers in eval.jsonl that are not metrics
+
+
+@dataclass
+class RunInfo:
+    """What every section needs, read once: config, metric lines, findings, the final G (or why not)."""
+
+    path: Path
+    config: dict
+    rows: list[dict]
+    findings: list[Finding]
+    G: torch.nn.Module | None = None
+    step: int | None = None
+    missing_G: str = ""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def load_run(run: Path, device: str = "cpu") -> RunInfo:
+    """Read config.json (required: a folder without it is not a run) and metrics; load EMA G if any."""
+    config_path = run / "config.json"
+    if not run.is_dir():
+        raise UserError(f"{run}: no such run folder")
+    if not config_path.is_file():
+        raise UserError(f"{run}: not a run folder (no config.json; train writes it first)")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{config_path}: unreadable ({e})") from None
+    if not isinstance(config, dict) or not {"train", "model", "genres"} <= config.keys():
+        raise UserError(f"{config_path}: not a postergen run config (missing train/model/genres)")
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if isinstance(r, dict) and "step" in r]
+    info = RunInfo(run, config, rows, diagnose(rows))
+    try:
+        info.G, loaded = load_generator(run, ema=True, device=device)
+        info.step, info.device = loaded["step"], next(info.G.parameters()).device
+    except UserError as e:
+        info.missing_G = str(e)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Header
+
+def header(info: RunInfo) -> str:
+    cfg, train = info.config, info.config["train"]
+    model, genres = cfg["model"], cfg["genres"]
+    last = info.rows[-1] if info.rows else {}
+    step = info.step if info.step is not None else last.get("step", 0)
+    speed = [r["img_per_s"] for r in info.rows if isinstance(r.get("img_per_s"), (int, float))]
+    facts = [
+        ("run folder", str(info.path.resolve())),
+        ("preset", str(train.get("preset", "?"))),
+        ("image size", f"{model['width']} x {model['height']} px (W x H)"),
+        ("genres", ", ".join(genres) if genres else "none (unconditional)"),
+        ("steps trained", f"{step} of {train.get('steps', '?')}" + (f" ({last['kimg']:g} thousand images seen)"
+                                                                    if "kimg" in last else "")),
+        ("dataset", f"{cfg.get('dataset', {}).get('path', '?')} ({cfg.get('dataset', {}).get('count', '?')} posters)"),
+        ("started", _date(info.path / "config.json")),
+        ("last written", _date(*_progress_files(info.path))),
+    ]
+    if speed:
+        facts.append(("speed", f"{float(np.median(speed)):.0f} images/s (median)"))
+    config_rows = [(k, value_text(v)) for k, v in flatten(cfg)]
+    return (f"<h1>Run {html.escape(info.path.name)}</h1>\n" + html.table(facts, cls="facts")
+            + html.details("Full configuration (config.json)", html.table(config_rows, ("setting", "value"))))
+
+
+def _progress_files(run: Path) -> list[Path]:
+    return [p for p in (run / "metrics.jsonl", run / "checkpoints" / "latest.pt") if p.exists()] or [run / "config.json"]
+
+
+def _date(*paths: Path) -> str:
+    newest = max(p.stat().st_mtime for p in paths)
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(newest))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves and health
+
+def losses(info: RunInfo) -> str:
+    if not info.rows:
+        return html.section("losses", "Loss curves", html.para("No metrics.jsonl lines yet.", "note"))
+    text = ("Left: the losses of G and D. Right: D's average output on real posters, D(x), and on "
+            "generated ones, D(G(z)); when D(x) sits at 1 and D(G(z)) at 0, D wins outright and G stops "
+            "learning (shaded red, if it happened).")
+    return html.section("losses", "Loss curves", html.para(text) + html.img(
+        figures.loss_plot(info.rows, info.findings), "loss curves of G and D, and D(x) / D(G(z))"))
+
+
+def health(info: RunInfo) -> str:
+    if not info.rows:
+        body = html.para("Nothing to judge yet: no metric lines.", "note")
+    elif not info.findings:
+        body = html.para(f"Healthy: over {len(info.rows)} metric lines (steps {info.rows[0]['step']} to "
+                         f"{info.rows[-1]['step']}) no sign of D overpowering G, a climbing G loss, collapse "
+                         "cycles or NaN.", "ok")
+    else:
+        body = "".join(html.para(f.message, "warn") for f in info.findings)
+    return html.section("health", "Training health", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples
+
+def sample_grids(run: Path) -> list[tuple[int, Path]]:
+    """[(step, path)] of samples/step-NNNNNNN.png, by step."""
+    found = []
+    for p in (run / "samples").glob("step-*.png"):
+        try:
+            found.append((int(p.stem.split("-", 1)[1]), p))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def evenly(items: list, k: int) -> list:
+    """At most k items, evenly spaced, always including the first and the last."""
+    if len(items) <= k:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+
+
+def progression(info: RunInfo) -> str:
+    grids = sample_grids(info.path)
+    if not grids:
+        return html.section("progression", "Sample progression", html.para("No sample grids in samples/ yet.", "note"))
+    small = info.config["model"]["height"] < SMALL_POSTER
+    stills = "".join(html.img(_still(p), f"samples at step {s}", f"step {s}", pixelated=small)
+                     for s, p in evenly(grids, PROGRESSION_SHOWN))
+    shown = evenly(grids, ANIMATION_FRAMES)
+    gif = figures.animation([p for _, p in shown], [f"step {s}" for s, _ in shown], ANIMATION_SIDE)
+    intro = (f"The same fixed noise{' (one row per genre)' if info.config['genres'] else ''} rendered as training "
+             f"went on: {len(grids)} grids, {min(len(grids), PROGRESSION_SHOWN)} shown, then all of them animated.")
+    return html.section("progression", "Sample progression", html.para(intro) + stills
+                        + "<h3>Animation</h3>" + html.img(gif, "fixed-noise samples over training", pixelated=small))
+
+
+def _still(path: Path) -> bytes:
+    """A grid file's own bytes when small enough, else shrunk and re-encoded."""
+    with Image.open(path) as image:
+        if image.format == "PNG" and max(image.size) <= STILL_SIDE:
+            return path.read_bytes()
+        return figures.png(image.convert("RGB"), STILL_SIDE)
+
+
+def _show(image: Image.Image, poster_h: int, alt: str, caption: str | None = None) -> str:
+    """A generated/real grid at 2x for small posters, so a 32 px poster is still visible."""
+    small = poster_h < SMALL_POSTER
+    width = min(image.width * 2, STILL_SIDE) if small else None
+    return html.img(figures.png(image, STILL_SIDE), alt, caption, width=width, pixelated=small)
+
+
+def genre_grids(info: RunInfo, sample_n: int) -> str:
+    """Final (EMA) G: one row of sample_n posters per genre, the same seeds in every row."""
+    title = "Final model by genre" if info.config["genres"] else "Final model"
+    if info.G is None:
+        return html.section("genres", title, html.para(f"No model to sample: {info.missing_G}", "note"))
+    rows = genre_vectors(None, info.config["genres"])
+    z_dim, height = info.config["model"]["z_dim"], info.config["model"]["height"]
+    if rows[0][1] is None:
+        images = render(info.G, noise(list(range(sample_n * sample_n)), z_dim).to(info.device), None, info.device)
+        grid = figures.grid_image(images, sample_n)  # (sample_n x sample_n) posters
+        text = f"{sample_n * sample_n} posters from seeds 0 to {sample_n * sample_n - 1}, EMA weights, step {info.step}."
+    else:
+        z = noise(list(range(sample_n)), z_dim).repeat(len(rows), 1)
+        cond = torch.stack([vec for _, vec in rows]).repeat_interleave(sample_n, dim=0)
+        images = render(info.G, z.to(info.device), cond.to(info.device), info.device)  # (genres*n, 3, H, W)
+        grid = figures.label_rows(figures.grid_image(images, sample_n), [name for name, _ in rows], height + 2)
+        text = (f"One row per genre; column k uses seed k in every row, so a column shows one latent "
+                f"across genres. EMA weights, step {info.step}.")
+    return html.section("genres", title, html.para(text) + _show(grid, height, "final model samples"))
+
+
+def real_vs_generated(info: RunInfo, sample_n: int) -> str:
+    title = "Real and generated posters"
+    data = Path(info.config.get("dataset", {}).get("path", ""))
+    if not data.is_dir():
+        return html.section("real", title, html.para(f"The dataset folder {data} is gone, so there are no real "
+                                                     "posters to show here.", "note"))
+    try:
+        ds = open_dataset(data)
+    except UserError as e:
+        return html.section("real", title, html.para(f"Real posters unavailable: {e}", "note"))
+    n = min(sample_n, len(ds))
+    idx = np.sort(torch.randperm(len(ds), generator=torch.Generator().manual_seed(REAL_SEED))[:n].numpy())
+    real = torch.from_numpy(np.ascontiguousarray(ds.images[idx]))
+    per_row = min(n, max(1, math.ceil(math.sqrt(n))))
+    parts = [_show(figures.grid_image(real, per_row), ds.meta["size"][0], "real posters",
+                   f"{n} real posters from {data.name}")]
+    if info.G is None:
+        parts.append(html.para(f"No model to sample: {info.missing_G}", "note"))
+    else:
+        fake, how = _generated_like(info, ds, idx)
+        parts.append(_show(figures.grid_image(fake, per_row), info.config["model"]["height"], "generated posters",
+                           f"{n} generated posters ({how})"))
+    return html.section("real", title, "".join(parts))
+
+
+def _generated_like(info: RunInfo, ds, idx: np.ndarray) -> tuple[torch.Tensor, str]:
+    """Generated posters for the real ones at idx: with the same genres when the genre lists agree."""
+    genres = info.config["genres"]
+    z = noise(list(range(len(idx))), info.config["model"]["z_dim"]).to(info.device)
+    if not genres:
+        return render(info.G, z, None, info.device), "unconditional"
+    if genres == ds.genres:
+        cond, how = torch.from_numpy(ds.labels[idx].astype(np.float32)), "the same genres as the real ones"
+    else:
+        cond, how = torch.eye(len(genres))[[i % len(genres) for i in range(len(idx))]], "one genre each, in turn"
+    return render(info.G, z, cond.to(info.device), info.device), how
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+def evaluation(info: RunInfo) -> str:
+    run, parts = info.path, []
+    result = _read_json(run / "eval.json")
+    if isinstance(result, dict):
+        rows = [(k, value_text(v)) for k, v in flatten(result)]
+        parts.append("<h3>Newest evaluation (eval.json)</h3>" + html.table(rows, ("metric", "value")))
+    curves = eval_series(_read_jsonl(run / "eval.jsonl"))
+    if curves is not None:
+        parts.append("<h3>Metrics by checkpoint (eval.jsonl)</h3>" + html.img(figures.curves_plot(*curves),
+                                                                             "evaluation metrics against step"))
+    images = eval_images(run, result)
+    if images:
+        parts.append("<h3>Evaluation images</h3>" + "".join(
+            html.img(figures.png(Image.open(p).convert("RGB"), STILL_SIDE), p.name, p.name) for p in images))
+    if not parts:
+        data = info.config.get("dataset", {}).get("path", "DATASET")
+        parts.append(html.code_note("No evaluation yet. To measure quality, diversity and copying, run ",
+                                    EVAL_HINT.format(run=run, data=data), " (add --all for curves over checkpoints)."))
+    return html.section("evaluation", "Evaluation", "".join(parts))
+
+
+def eval_series(rows: list[dict]) -> tuple[list[int], dict[str, list[float]]] | None:
+    """eval.jsonl rows -> (steps, {metric: values}) for every numeric key but bookkeeping; None if none."""
+    rows = sorted((r for r in rows if isinstance(r, dict) and _is_number(r.get("step"))), key=lambda r: r["step"])
+    flat = [dict(flatten(r)) for r in rows]
+    names = list(dict.fromkeys(k for f in flat for k, v in f.items() if _is_number(v) and _is_metric(k)))
+    series = {k: [float(f[k]) if _is_number(f.get(k)) else math.nan for f in flat] for k in names}
+    if not series:
+        return None
+    return [r["step"] for r in rows], series
+
+
+def eval_images(run: Path, result) -> list[Path]:
+    """PNGs under RUN/eval/, RUN/eval*.png, and PNG paths eval.json names that exist; each once."""
+    found = sorted((run / "eval").rglob("*.png")) + sorted(run.glob("eval*.png"))
+    if isinstance(result, dict):
+        found += [Path(v) for _, v in flatten(result) if isinstance(v, str) and v.lower().endswith(".png")]
+    unique = {}
+    for p in found:
+        if p.is_file():
+            unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def _is_metric(key: str) -> bool:
+    return key not in EVAL_BOOKKEEPING and not key.startswith("seconds")
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"eval.json": "unreadable"}
+
+
+def _read_jsonl(path: Path) -> list:
+    return read_metrics(path) if path.is_file() else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Values as text
+
+def flatten(value, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested dicts -> [('a.b.c', leaf)] in file order; lists and scalars are leaves."""
+    if isinstance(value, dict) and value:
+        return [row for k, v in value.items() for row in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    return [(prefix, value)]
+
+
+def value_text(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value)
+        return text if len(text) <= 120 else f"{len(value)} items (see the file)"
+    return str(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
