@@ -51,13 +51,13 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("preset", ["stable", "seed"])
 def test_resume_gives_the_same_weights(tiny_dataset: Path, tmp_path: Path, preset: str):
-    _train(tiny_dataset, tmp_path / "straight", preset=preset, steps=4)
-    _train(tiny_dataset, tmp_path / "split", preset=preset, steps=2)
-    summary = _train(tiny_dataset, tmp_path / "split", preset=preset, steps=4, resume=True)
-    assert summary["step"] == 4
+    _train(tiny_dataset, tmp_path / "straight", preset=preset, steps=5)
+    _train(tiny_dataset, tmp_path / "split", preset=preset, steps=3)  # odd: R1 (every 2nd D step) straddles
+    summary = _train(tiny_dataset, tmp_path / "split", preset=preset, steps=5, resume=True)
+    assert summary["step"] == 5
     _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
     rows = [json.loads(l) for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [2, 4]
+    assert [r["step"] for r in rows] == [2, 3, 4, 5]
 
 
 def test_run_folder_contents(tiny_dataset: Path, tmp_path: Path):
@@ -110,7 +110,8 @@ def test_nan_loss_stops_with_the_step(tiny_dataset: Path, tmp_path: Path, monkey
 
     def poisoned(self, batch, genres):
         loss = original(self, batch, genres)
-        return loss * float("nan") if self.d_updates >= 3 else loss
+        self.g_calls = getattr(self, "g_calls", 0) + 1
+        return loss * float("nan") if self.g_calls >= 3 else loss
 
     monkeypatch.setattr(loop.Stepper, "g_update", poisoned)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 3.*last good checkpoint: step 2"):

@@ -185,7 +185,6 @@ class Stepper:
         self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
         self.autocast = autocast(device, cfg.precision)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
-        self.d_updates = 0
 
     def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
         if not self.conditional:
@@ -197,7 +196,7 @@ class Stepper:
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, step: int) -> tuple[torch.Tensor, ...]:
         m, cfg = self.m, self.cfg
         with self.autocast:
             with torch.no_grad():
@@ -205,8 +204,8 @@ class Stepper:
             logits_real = m.D_train(self.aug(real), genres)  # (B,)
             logits_fake = m.D_train(self.aug(fake), genres)  # (B,)
             loss = self.d_loss(logits_real, logits_fake)
-        self.d_updates += 1
-        if cfg.r1_gamma > 0 and self.d_updates % cfg.r1_every == 0:
+        d_index = step // cfg.d_every  # a function of the step, so a resumed run keeps the schedule
+        if cfg.r1_gamma > 0 and (d_index + 1) % cfg.r1_every == 0:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
             # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
@@ -251,7 +250,7 @@ class Stepper:
         genres = self._genres(genres)
         out = {}
         if step % cfg.d_every == 0:
-            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres)
+            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, step)
         for _ in range(cfg.g_steps):
             out["loss_g"] = self.g_update(real.shape[0], genres)
         if self.m.G_ema is not None:
