@@ -267,12 +267,29 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(format_table(result))
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write RUN/report.html: curves, training health, samples, evaluation")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("-o", "--out", type=Path, default=None, help="output HTML file (default RUN/report.html)")
+    p.add_argument("--n", type=int, default=8, help="posters per genre row and per real/generated grid (default %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from postergen.report import report
+
+    if not 1 <= args.n <= 64:
+        raise UserError(f"--n must be between 1 and 64 (got {args.n})")
+    print(report(args.run, args.out, sample_n=args.n, device=args.device))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report):
         add(sub)
     return parser
 

@@ -22,9 +22,11 @@ class Thresholds:
     climb_abs: float = 1.0  # G loss rise (smoothed) that counts as climbing, in loss units ...
     climb_rel: float = 0.5  # ... or this share of its lowest value, whichever is larger
     climb_share: float = 0.25  # the climb must span at least this share of the logged lines
-    smooth: int = 3  # moving-average window (metric lines) before looking at trends and swings
-    swing_d_fake: float = 0.3  # smallest peak-to-trough swing of D(G(z)) that counts as a cycle
-    swing_loss_g: float = 1.0  # smallest peak-to-trough swing of G loss that counts as a cycle
+    smooth: int = 3  # moving-average window (metric lines) before looking for swings
+    trend_share: float = 0.1  # window for the G-loss trend, as a share of the lines (at least `smooth`)
+    swing_band: float = 0.2  # a swing goes from below this quantile of the series to above 1 - it
+    swing_d_fake: float = 0.3  # smallest distance between those quantiles of D(G(z)) that counts
+    swing_loss_g: float = 1.0  # same for G loss, in loss units
     swing_cycles: int = 3  # highs (each after a low) needed to call it oscillation
 
 
@@ -46,8 +48,10 @@ def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
     """Every finding, NaN first; an empty list means the curves look healthy."""
     complete = [r for r in rows if "step" in r and all(k in r for k in LOGGED)]
     finite = [r for r in complete if all(_finite(r[k]) for k in LOGGED)]
-    return (non_finite(complete) + d_overpowering(finite, t) + g_loss_climbing(finite, t)
-            + oscillation(finite, "d_fake", t.swing_d_fake, t) + oscillation(finite, "loss_g", t.swing_loss_g, t))
+    g_swings = oscillation(finite, "loss_g", t.swing_loss_g, t)
+    climbing = [] if g_swings else g_loss_climbing(finite, t)  # a cycle ending high is no climb
+    return (non_finite(complete) + d_overpowering(finite, t) + climbing
+            + oscillation(finite, "d_fake", t.swing_d_fake, t) + g_swings)
 
 
 def non_finite(rows: list[dict]) -> list[Finding]:
@@ -79,7 +83,7 @@ def g_loss_climbing(rows: list[dict], t: Thresholds = Thresholds()) -> list[Find
     """G loss (smoothed) rising from its low point to the end by more than the climb threshold."""
     if len(rows) < 2 * t.smooth:
         return []
-    loss = moving_average([r["loss_g"] for r in rows], t.smooth)
+    loss = moving_average([r["loss_g"] for r in rows], max(t.smooth, int(t.trend_share * len(rows))))
     low_i = min(range(len(loss)), key=loss.__getitem__)
     rise = loss[-1] - loss[low_i]
     if rise < max(t.climb_abs, t.climb_rel * abs(loss[low_i])) or len(loss) - low_i < t.climb_share * len(loss):
@@ -91,18 +95,19 @@ def g_loss_climbing(rows: list[dict], t: Thresholds = Thresholds()) -> list[Find
 
 
 def oscillation(rows: list[dict], key: str, min_swing: float, t: Thresholds = Thresholds()) -> list[Finding]:
-    """Repeated swings of `key` between its high and low band (collapse cycles).
+    """Repeated swings of `key` between its low and high band (collapse cycles).
 
-    The series is smoothed, then a hysteresis band (the lower and upper quarter of its range) turns
-    it into low/high phases; a swing counts only when the range is at least `min_swing`.
+    The series is smoothed; its `swing_band` and 1 - `swing_band` quantiles bound the low and high
+    bands, which must lie at least `min_swing` apart: small noise, one outlier or a single trend
+    never count, a series that keeps travelling between the bands does.
     """
     if len(rows) < 2 * t.smooth:
         return []
     values = moving_average([r[key] for r in rows], t.smooth)
-    lo, hi = min(values), max(values)
+    lo, hi = quantile(values, t.swing_band), quantile(values, 1 - t.swing_band)
     if hi - lo < min_swing:
         return []
-    highs = rising_edges(values, lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo))
+    highs = rising_edges(values, lo, hi)
     if len(highs) < t.swing_cycles:
         return []
     steps = [rows[i]["step"] for i in highs]
@@ -110,10 +115,20 @@ def oscillation(rows: list[dict], key: str, min_swing: float, t: Thresholds = Th
     name = {"d_fake": "D(G(z))", "loss_g": "G loss"}.get(key, key)
     shown = ", ".join(str(s) for s in steps[:8]) + (", ..." if len(steps) > 8 else "")
     return [Finding("oscillation", steps[0], steps[-1],
-                    f"{name} swung between {lo:.2f} and {hi:.2f} {len(steps)} times (highs at steps {shown}; "
+                    f"{name} swung between {min(values):.2f} and {max(values):.2f} {len(steps)} times "
+                    f"(highs at steps {shown}; "
                     f"about every {period:.0f} steps): G and D are chasing each other, a sign of collapse "
                     f"cycles where G jumps between a few poster types. Check the samples at those steps; "
                     f"{ADVICE_D}.")]
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile by linear interpolation (numpy's default), without numpy."""
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    i = int(pos)
+    j = min(i + 1, len(ordered) - 1)
+    return ordered[i] + (pos - i) * (ordered[j] - ordered[i])
 
 
 def rising_edges(values: list[float], low: float, high: float) -> list[int]:

@@ -1,7 +1,7 @@
 """Pictures for the report, made in memory: matplotlib plots, poster grids and the progression animation.
 
 Plots use matplotlib's Figure directly (Agg canvas, no pyplot state); every function returns
-encoded bytes (PNG or GIF) ready to embed.
+encoded bytes (PNG, WebP or GIF) ready to embed.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import math
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, features
 
 from postergen.report.diagnose import Finding
 
 PLOT_DPI = 90
 LABEL_PX = 12  # font size of labels drawn onto grids and animation frames
+WEBP_QUALITY = 85  # lossy WebP for posters: a tenth of PNG's size for GAN samples, no visible loss at 1x
+HAS_WEBP = features.check("webp")
 
 
 def figure_png(fig) -> bytes:
@@ -54,6 +56,8 @@ def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
 
 def curves_plot(steps: list[int], series: dict[str, list[float]]) -> bytes:
     """One small line plot per named series against step (three to a row)."""
+    from matplotlib.ticker import MaxNLocator
+
     ncols = min(3, len(series))
     nrows = math.ceil(len(series) / ncols)
     fig, axes = _figure(ncols, nrows, width=3.4 * ncols, height=2.8)
@@ -62,6 +66,8 @@ def curves_plot(steps: list[int], series: dict[str, list[float]]) -> bytes:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)  # 0.1551 on the axis, not 1e-5 + 1.551e-1
     for ax in axes[len(series):]:
         ax.set_visible(False)
     return figure_png(fig)
@@ -95,6 +101,15 @@ def png(image: Image.Image, max_side: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+def photo(image: Image.Image, max_side: int | None = None) -> bytes:
+    """Posters and grids -> lossy WebP (PNG where Pillow lacks WebP), shrunk like png()."""
+    if not HAS_WEBP:
+        return png(image, max_side)
+    buf = io.BytesIO()
+    shrink(image.convert("RGB"), max_side).save(buf, format="WEBP", quality=WEBP_QUALITY, method=4)
+    return buf.getvalue()
+
+
 def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
     if not max_side or max(image.size) <= max_side:
         return image
@@ -104,12 +119,12 @@ def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
 
 def animation(paths: list[Path], labels: list[str], max_side: int, frame_ms: int = 400,
               hold_ms: int = 2000) -> bytes:
-    """Sample grids -> an animated GIF (looping, last frame held), each frame captioned."""
+    """Sample grids -> an animated WebP (GIF without WebP), looping, last frame held, each frame captioned."""
     frames = [_captioned(shrink(Image.open(p).convert("RGB"), max_side), text) for p, text in zip(paths, labels)]
     buf = io.BytesIO()
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   optimize=True)
+    options = dict(format="WEBP", quality=WEBP_QUALITY, method=4) if HAS_WEBP else dict(format="GIF", optimize=True)
+    frames[0].save(buf, save_all=True, append_images=frames[1:], duration=durations, loop=0, **options)
     return buf.getvalue()
 
 

@@ -6,6 +6,7 @@ note saying so, never an error: a report of a half-finished run is still useful.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -26,10 +27,13 @@ from postergen.train.monitor import read_metrics
 
 PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
 ANIMATION_FRAMES = 40  # at most this many grids in the animation
-ANIMATION_SIDE = 360  # px, longer side of an animation frame (keeps the HTML small)
-STILL_SIDE = 1100  # px, longer side of any embedded grid (larger ones are shrunk)
+ANIMATION_SIDE = 480  # px, longer side of an animation frame (keeps the HTML small)
+PROGRESSION_SIDE = 540  # px, longer side of a progression still as stored ...
+PROGRESSION_CSS = 360  # ... and as shown, three to a row (high-DPI screens use the extra pixels)
+STILL_SIDE = 1100  # px, longer side of any other embedded grid (larger ones are shrunk)
 SMALL_POSTER = 96  # px; posters shorter than this are shown at 2x, pixelated
 REAL_SEED = 0  # picks the real posters shown next to generated ones
+REAL_PER_ROW = 4  # posters per row in the real and generated grids
 EVAL_HINT = "postergen evaluate {run} --data {data}"
 EVAL_BOOKKEEPING = ("step", "n", "seed")  # numbers in eval.jsonl that are not metrics
 
@@ -98,8 +102,18 @@ def header(info: RunInfo) -> str:
             + html.details("Full configuration (config.json)", html.table(config_rows, ("setting", "value"))))
 
 
+CONTENTS = (("losses", "loss curves"), ("health", "training health"), ("progression", "sample progression"),
+            ("genres", "final model"), ("real", "real and generated"), ("evaluation", "evaluation"))
+
+
+def contents() -> str:
+    """One line of links to the sections."""
+    return "<nav>" + " &middot; ".join(f'<a href="#{a}">{t}</a>' for a, t in CONTENTS) + "</nav>"
+
+
 def _progress_files(run: Path) -> list[Path]:
-    return [p for p in (run / "metrics.jsonl", run / "checkpoints" / "latest.pt") if p.exists()] or [run / "config.json"]
+    written = [p for p in (run / "metrics.jsonl", run / "checkpoints" / "latest.pt") if p.exists()]
+    return written or [run / "config.json"]
 
 
 def _date(*paths: Path) -> str:
@@ -157,30 +171,37 @@ def progression(info: RunInfo) -> str:
     grids = sample_grids(info.path)
     if not grids:
         return html.section("progression", "Sample progression", html.para("No sample grids in samples/ yet.", "note"))
-    small = info.config["model"]["height"] < SMALL_POSTER
-    stills = "".join(html.img(_still(p), f"samples at step {s}", f"step {s}", pixelated=small)
-                     for s, p in evenly(grids, PROGRESSION_SHOWN))
+    height = info.config["model"]["height"]
+    stills = "".join(_still(p, height, s) for s, p in evenly(grids, PROGRESSION_SHOWN))
     shown = evenly(grids, ANIMATION_FRAMES)
-    gif = figures.animation([p for _, p in shown], [f"step {s}" for s, _ in shown], ANIMATION_SIDE)
+    movie = figures.animation([p for _, p in shown], [f"step {s}" for s, _ in shown], ANIMATION_SIDE)
+    width, small = _display(Image.open(io.BytesIO(movie)).width, height)
     intro = (f"The same fixed noise{' (one row per genre)' if info.config['genres'] else ''} rendered as training "
              f"went on: {len(grids)} grids, {min(len(grids), PROGRESSION_SHOWN)} shown, then all of them animated.")
-    return html.section("progression", "Sample progression", html.para(intro) + stills
-                        + "<h3>Animation</h3>" + html.img(gif, "fixed-noise samples over training", pixelated=small))
+    animated = html.img(movie, "fixed-noise samples over training", width=width, pixelated=small)
+    return html.section("progression", "Sample progression",
+                        html.para(intro) + stills + "<h3>Animation</h3>" + animated)
 
 
-def _still(path: Path) -> bytes:
-    """A grid file's own bytes when small enough, else shrunk and re-encoded."""
+def _still(path: Path, poster_h: int, step: int) -> str:
+    """A sample grid from samples/, shrunk for a row of three."""
     with Image.open(path) as image:
-        if image.format == "PNG" and max(image.size) <= STILL_SIDE:
-            return path.read_bytes()
-        return figures.png(image.convert("RGB"), STILL_SIDE)
+        data = figures.photo(image, PROGRESSION_SIDE)
+    return html.img(data, f"samples at step {step}", f"step {step}", width=PROGRESSION_CSS,
+                    pixelated=poster_h < SMALL_POSTER)
 
 
 def _show(image: Image.Image, poster_h: int, alt: str, caption: str | None = None) -> str:
-    """A generated/real grid at 2x for small posters, so a 32 px poster is still visible."""
-    small = poster_h < SMALL_POSTER
-    width = min(image.width * 2, STILL_SIDE) if small else None
-    return html.img(figures.png(image, STILL_SIDE), alt, caption, width=width, pixelated=small)
+    """A generated or real grid, embedded as WebP."""
+    width, small = _display(min(image.width, STILL_SIDE), poster_h)
+    return html.img(figures.photo(image, STILL_SIDE), alt, caption, width=width, pixelated=small)
+
+
+def _display(width: int, poster_h: int) -> tuple[int | None, bool]:
+    """(CSS width, pixelated): small posters at 2x so a 32 px poster is still visible."""
+    if poster_h >= SMALL_POSTER:
+        return None, False
+    return min(2 * width, STILL_SIDE), True
 
 
 def genre_grids(info: RunInfo, sample_n: int) -> str:
@@ -193,7 +214,7 @@ def genre_grids(info: RunInfo, sample_n: int) -> str:
     if rows[0][1] is None:
         images = render(info.G, noise(list(range(sample_n * sample_n)), z_dim).to(info.device), None, info.device)
         grid = figures.grid_image(images, sample_n)  # (sample_n x sample_n) posters
-        text = f"{sample_n * sample_n} posters from seeds 0 to {sample_n * sample_n - 1}, EMA weights, step {info.step}."
+        text = f"{sample_n * sample_n} posters, seeds 0 to {sample_n * sample_n - 1}, EMA weights, step {info.step}."
     else:
         z = noise(list(range(sample_n)), z_dim).repeat(len(rows), 1)
         cond = torch.stack([vec for _, vec in rows]).repeat_interleave(sample_n, dim=0)
@@ -217,7 +238,7 @@ def real_vs_generated(info: RunInfo, sample_n: int) -> str:
     n = min(sample_n, len(ds))
     idx = np.sort(torch.randperm(len(ds), generator=torch.Generator().manual_seed(REAL_SEED))[:n].numpy())
     real = torch.from_numpy(np.ascontiguousarray(ds.images[idx]))
-    per_row = min(n, max(1, math.ceil(math.sqrt(n))))
+    per_row = min(n, REAL_PER_ROW)
     parts = [_show(figures.grid_image(real, per_row), ds.meta["size"][0], "real posters",
                    f"{n} real posters from {data.name}")]
     if info.G is None:
@@ -253,17 +274,27 @@ def evaluation(info: RunInfo) -> str:
         parts.append("<h3>Newest evaluation (eval.json)</h3>" + html.table(rows, ("metric", "value")))
     curves = eval_series(_read_jsonl(run / "eval.jsonl"))
     if curves is not None:
-        parts.append("<h3>Metrics by checkpoint (eval.jsonl)</h3>" + html.img(figures.curves_plot(*curves),
-                                                                             "evaluation metrics against step"))
+        parts.append("<h3>Metrics by checkpoint (eval.jsonl)</h3>" + _curves(*curves))
     images = eval_images(run, result)
     if images:
-        parts.append("<h3>Evaluation images</h3>" + "".join(
-            html.img(figures.png(Image.open(p).convert("RGB"), STILL_SIDE), p.name, p.name) for p in images))
+        parts.append("<h3>Evaluation images</h3>" + "".join(html.img(_photo(p), p.name, p.name) for p in images))
     if not parts:
         data = info.config.get("dataset", {}).get("path", "DATASET")
         parts.append(html.code_note("No evaluation yet. To measure quality, diversity and copying, run ",
-                                    EVAL_HINT.format(run=run, data=data), " (add --all for curves over checkpoints)."))
+                                    EVAL_HINT.format(run=run, data=data),
+                                    " (add --all-checkpoints for metric curves over training)."))
     return html.section("evaluation", "Evaluation", "".join(parts))
+
+
+def _curves(steps: list[int], series: dict[str, list[float]]) -> str:
+    """Plots of the metrics that change; the constant ones (often the real side) listed in words."""
+    moving = {k: v for k, v in series.items() if len(steps) < 2 or len(set(v)) > 1}
+    still = [f"{k.removeprefix('metrics.')} = {value_text(v[0])}" for k, v in series.items() if k not in moving]
+    parts = [html.img(figures.curves_plot(steps, {k.removeprefix("metrics."): v for k, v in moving.items()}),
+                      "evaluation metrics against step")] if moving else []
+    if still:
+        parts.append(html.para(f"The same at every checkpoint: {'; '.join(still)}."))
+    return "".join(parts)
 
 
 def eval_series(rows: list[dict]) -> tuple[list[int], dict[str, list[float]]] | None:
@@ -289,6 +320,11 @@ def eval_images(run: Path, result) -> list[Path]:
     return list(unique.values())
 
 
+def _photo(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return figures.photo(image, STILL_SIDE)
+
+
 def _is_metric(key: str) -> bool:
     return key not in EVAL_BOOKKEEPING and not key.startswith("seconds")
 
@@ -298,8 +334,8 @@ def _read_json(path: Path):
         return None
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"eval.json": "unreadable"}
+    except (OSError, ValueError) as e:
+        return {path.name: f"unreadable ({e})"}
 
 
 def _read_jsonl(path: Path) -> list:
