@@ -8,3 +8,4 @@ python -m pytest -q tests/test_train.py -k "resume or folder" -x   # the CPU sui
 python benchmarks/train_speed.py --device cuda --batch 128 --steps 200 --warmup 20 --peak-tflops 790
 python benchmarks/train_speed.py --device cuda --batch 2048 --steps 50 --warmup 10 --peak-tflops 790 --skip-reference
 python benchmarks/sample_speed.py --n 10000 --device cuda
+python benchmarks/train_speed.py --device cuda --res 128 --batch 512 --steps 50 --warmup 10 --peak-tflops 790

@@ -133,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[128])
+    parser.add_argument("--res", type=int, default=64, help="image size; the reference runs at 64 px only")
     parser.add_argument("--posters", type=int, default=3000)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
@@ -143,12 +144,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         generate(tmp / "posters", n=args.posters, seed=0)
-        prepare([tmp / "posters"], tmp / "ds", PrepareConfig(size=64, use_labels=False))
+        prepare([tmp / "posters"], tmp / "ds", PrepareConfig(size=args.res, use_labels=False))
         for batch in args.batch:
-            ref = None if args.skip_reference else reference_rate(tmp / "posters", batch, torch.device(args.device),
+            ref = None if args.skip_reference or args.res != 64 else reference_rate(tmp / "posters", batch, torch.device(args.device),
                                                                   args.steps, args.warmup)
             rate, flops = postergen_rate(tmp / "ds", batch, args.device, args.steps, args.warmup, args.precision)
-            line = f"64 px batch {batch} on {args.device}: postergen {rate:,.0f} img/s"
+            line = f"{args.res} px batch {batch} on {args.device}: postergen {rate:,.0f} img/s"
             if ref:
                 line += f", reference {ref:,.0f} img/s, ratio {rate / ref:.2f}x"
             line += f"; {flops / 1e9:.2f} GFLOP/img, {rate * flops / 1e12:.2f} TFLOP/s"
