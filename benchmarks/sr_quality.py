@@ -43,24 +43,29 @@ LR_SIZE = 64
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004) of (N, 3, H, W) images in [0, 255]; Gaussian window, valid part.
 
-    SSIM = (2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)), C = (K L)^2.
+    SSIM = (2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)), C = (K L)^2,
+    averaged over the channels and the positions where the window fits (as the reference MATLAB code).
     """
     C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    t = torch.arange(window, dtype=torch.float64) - window // 2
+    t = torch.arange(window, dtype=torch.float32) - window // 2
     g = torch.exp(-t ** 2 / (2 * sigma ** 2))
     g = g / g.sum()
-    kernel = (g[:, None] * g[None, :]).expand(3, 1, window, window)  # one per channel
 
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, kernel, groups=3)
+    def blur(x: torch.Tensor) -> torch.Tensor:  # separable, as weighted sums of shifted views (3x conv2d's speed)
+        H, W = x.shape[-2] - window + 1, x.shape[-1] - window + 1
+        y = sum(g[k] * x[..., k:k + H, :] for k in range(window))
+        return sum(g[k] * y[..., k:k + W] for k in range(window))
 
-    a, b = a.double(), b.double()
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + C1) * (2 * cov + C2)) / ((mu_a ** 2 + mu_b ** 2 + C1) * (var_a + var_b + C2))
-    return s.flatten(1).mean(1)
+    out = []
+    for i in range(0, len(a), 32):
+        x, y = a[i:i + 32].float(), b[i:i + 32].float()
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x ** 2
+        var_y = blur(y * y) - mu_y ** 2
+        cov = blur(x * y) - mu_x * mu_y
+        s = ((2 * mu_x * mu_y + C1) * (2 * cov + C2)) / ((mu_x ** 2 + mu_y ** 2 + C1) * (var_x + var_y + C2))
+        out.append(s.flatten(1).double().mean(1))
+    return torch.cat(out)
 
 
 def pil_bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -145,13 +150,15 @@ def speed(model, lr_path: Path, n: int = 1000) -> None:
 
 
 def compare_figure(model, hr: torch.Tensor, lr: torch.Tensor, out: Path, rows: int = 3) -> None:
-    """One row per poster: bicubic | network | original."""
+    """One row per poster: bicubic | network | original; a last row zooms 2x into the first poster's lower half."""
     pick = torch.linspace(0, len(hr) - 1, rows).round().long()
     tiles = []
     for i in pick:
         tiles += [pil_bicubic(lr[i:i + 1], SCALE)[0], upscale_images(model, lr[i:i + 1])[0], hr[i]]
-    save_grid(torch.stack(tiles), 3, out)
-    print(f"wrote {out} (bicubic | network | original)")
+    H, W = hr.shape[-2:]
+    zoom = [t[:, H // 2:, W // 4:W // 4 + W // 2].repeat_interleave(2, 1).repeat_interleave(2, 2) for t in tiles[:3]]
+    save_grid(torch.stack(tiles + zoom), 3, out)
+    print(f"wrote {out} (bicubic | network | original; last row: 2x zoom)")
 
 
 def gan_figure(model, gan_run: Path, out: Path, n: int = 16) -> None:

@@ -98,6 +98,34 @@ def _run_info(args: argparse.Namespace) -> None:
 _TRAIN_OWN = {"preset", "steps"}  # given their own options below
 
 
+def _add_config_options(p: argparse.ArgumentParser, config_class, skip: set[str] = frozenset(),
+                        alternative: tuple[str, dict] | None = None, choices: dict | None = None) -> None:
+    """One --flag per dataclass field, help from the field's doc; defaults stay in the dataclass only
+    (every flag defaults to None, meaning "not given")."""
+    import dataclasses
+
+    for f in dataclasses.fields(config_class):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        note = f"default {f.default!r}"
+        if alternative and f.name in alternative[1]:
+            note += f"; {alternative[0]} {alternative[1][f.name]!r}"
+        text = f"{f.metadata['doc']} ({note})"
+        if type(f.default) is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            p.add_argument(flag, type=type(f.default), default=None, metavar=f.name.upper(), help=text,
+                           choices=(choices or {}).get(f.name))
+
+
+def _given_options(args: argparse.Namespace, config_class, skip: set[str] = frozenset()) -> dict:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)} - set(skip)
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     import dataclasses
 
@@ -116,17 +144,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
     p.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and samples")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    seed = PRESETS["seed"]
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _TRAIN_OWN:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        note = f"default {f.default!r}" + (f"; seed preset {seed[f.name]!r}" if f.name in seed else "")
-        kind = type(f.default)
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"{f.metadata['doc']} ({note})")
-        else:
-            p.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=f"{f.metadata['doc']} ({note})")
+    _add_config_options(p, TrainConfig, skip=_TRAIN_OWN, alternative=("seed preset", PRESETS["seed"]))
     p.set_defaults(func=_run_train)
 
 
@@ -138,8 +156,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from postergen.config import TrainConfig, check, from_preset
     from postergen.data.dataset import open_dataset
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - _TRAIN_OWN
-    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    given = _given_options(args, TrainConfig, _TRAIN_OWN)
     ds = open_dataset(args.dataset)
     cfg = from_preset(args.preset, **given)
     if args.epochs is not None or args.kimg is not None:
@@ -193,6 +210,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    help="walk between two seeds: an animation and a strip instead of a grid")
     p.add_argument("--frames", type=int, default=16, help="frames of --interpolate (default %(default)s)")
     p.add_argument("--format", choices=["gif", "webp"], default="gif", help="animation format (default %(default)s)")
+    p.add_argument("--upscale", type=Path, default=None, metavar="SR_RUN",
+                   help="enlarge every poster with this trained upscaler (postergen train-sr)")
     p.add_argument("--arch", choices=["postergen", "dcgan-tutorial"], default="postergen",
                    help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
@@ -213,11 +232,12 @@ def _run_sample(args: argparse.Namespace) -> None:
         if genres and len(genres) > 1:
             raise UserError("--interpolate draws one genre row; give one --genre (e.g. action+comedy)")
         r = interpolate(args.run, args.out, tuple(args.interpolate), args.frames, genres[0] if genres else None,
-                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format)
+                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format, upscale=args.upscale)
         print(f"interpolation: {r['animation']} and {r['strip']} ({r['frames']} frames)")
         return
     result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema, grid=args.grid,
-                    singles=args.singles, device=args.device, truncation=args.truncation, arch=args.arch)
+                    singles=args.singles, device=args.device, truncation=args.truncation, arch=args.arch,
+                    upscale=args.upscale)
     print(f"step {result['step']}: {len(result['files'])} posters in {args.out}"
           + (f", grid {result['grid']} (rows: {', '.join(result['rows'])})" if result["grid"] else ""))
 
@@ -284,12 +304,69 @@ def _run_report(args: argparse.Namespace) -> None:
     print(report(args.run, args.out, sample_n=args.n, device=args.device))
 
 
+def _add_train_sr(sub: argparse._SubParsersAction) -> None:
+    from postergen.train.sr_loop import SRTrainConfig
+
+    p = sub.add_parser("train-sr", help="train a super-resolution upscaler on posters prepared at the target size")
+    p.add_argument("dataset", type=Path, help="dataset prepared at the high resolution, e.g. --size 256")
+    p.add_argument("-o", "--out", type=Path, required=True, help="SR run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
+    p.add_argument("--force", action="store_true", help="start the run over")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    _add_config_options(p, SRTrainConfig, choices={"scale": [2, 4], "arch": ["edsr", "espcn"]})
+    p.set_defaults(func=_run_train_sr)
+
+
+def _run_train_sr(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from postergen.train.sr_loop import SRTrainConfig, check_sr_train, train_sr
+
+    given = _given_options(args, SRTrainConfig)
+    cfg = SRTrainConfig(**given)
+    try:
+        check_sr_train(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.dry_run:
+        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+        return 0
+    summary = train_sr(args.dataset, args.out, cfg, resume=args.resume, force=args.force, changed=set(given))
+    if summary.get("interrupted"):
+        print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
+              f"postergen train-sr {args.dataset} -o {args.out} --resume", file=sys.stderr)
+        return 130
+    gain = summary.get("val_gain_db")
+    print(f"done: step {summary['step']}, checkpoint {summary['latest']}"
+          + (f"; held-out PSNR {summary['val_psnr']:.2f} dB ({gain:+.2f} dB over bicubic)" if gain is not None else ""))
+    return 0
+
+
+def _add_upscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="enlarge images with a trained upscaler (any images, GAN samples included)")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (PNG, <name>_x<scale>.png)")
+    p.add_argument("--model", type=Path, required=True, help="SR run folder or its checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.set_defaults(func=_run_upscale)
+
+
+def _run_upscale(args: argparse.Namespace) -> None:
+    from postergen.upscale import upscale_files
+
+    result = upscale_files(args.images, args.out, args.model, device=args.device)
+    for item in result["skipped"]:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    print(f"upscaled {len(result['written'])} image(s) x{result['scale']} into {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report, _add_train_sr, _add_upscale):
         add(sub)
     return parser
 

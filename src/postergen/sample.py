@@ -16,6 +16,7 @@ from postergen.errors import UserError
 from postergen.provenance import png_info
 from postergen.train.loop import render, save_grid
 from postergen.train.runtime import pick_device
+from postergen.upscale import maybe_upscale
 from postergen.weights import load_generator  # noqa: F401  (re-exported: the one loader for G)
 
 
@@ -62,7 +63,7 @@ def _save_png(img: torch.Tensor, path: Path, config: dict, seed: int | None, gen
 
 def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] | None = None,
            ema: bool = True, grid: bool = True, singles: bool = True, device: str = "cpu",
-           truncation: float | None = None, arch: str = "postergen") -> dict:
+           truncation: float | None = None, arch: str = "postergen", upscale: Path | None = None) -> dict:
     """Write `n` posters per genre row (seeds seed..seed+n-1) as PNGs and/or one grid."""
     dev = pick_device(device)
     G, config = load_generator(path, ema=ema, arch=arch, device=dev)
@@ -73,6 +74,7 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
     images, written = [], []
     for label, vec in rows:
         batch = render(G, z, None if vec is None else vec.expand(n, -1).to(dev), dev)  # (n, 3, H, W) uint8
+        batch = maybe_upscale(batch, upscale, dev)
         images.append(batch)
         for s, img in zip(seeds, batch) if singles else []:
             written.append(out / f"{label}-seed{s}.png")
@@ -95,7 +97,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,
-                ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif") -> dict:
+                ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif",
+                upscale: Path | None = None) -> dict:
     """Walk from seed a to seed b: an animation (GIF or WebP, there and back) and a strip PNG."""
     dev = pick_device(device)
     G, config = load_generator(path, ema=ema, arch=arch, device=dev)
@@ -105,7 +108,7 @@ def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16,
         label, vec = "all", torch.zeros(len(config["genres"]))
     za, zb = noise(list(seeds), config["model"]["z_dim"])
     z = torch.stack([slerp(za, zb, i / max(frames - 1, 1)) for i in range(frames)]).to(dev)
-    images = render(G, z, None if vec is None else vec.expand(frames, -1).to(dev), dev)
+    images = maybe_upscale(render(G, z, None if vec is None else vec.expand(frames, -1).to(dev), dev), upscale, dev)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{label}-seed{seeds[0]}-to-{seeds[1]}"
     strip = out / f"{stem}.png"

@@ -1,0 +1,94 @@
+"""Super-resolution networks that enlarge 64 px posters 2x or 4x.
+
+Both architectures work in low-resolution space and end in one pixel shuffle, and both predict
+only the detail missing from a bicubic enlargement (a global residual), so an untrained network
+already starts at bicubic quality and all the compute goes into edges and text:
+
+- `espcn`: Shi et al. 2016, three convolutions (5x5, 3x3, 3x3) with tanh.
+- `edsr`: a lite EDSR-baseline (Lim et al. 2017): a head convolution, `blocks` residual blocks
+  (conv-ReLU-conv, no BatchNorm), a body convolution with a skip around the body, and a tail
+  convolution to 3 * scale^2 channels followed by the pixel shuffle.
+Images are floats in [0, 1]; outputs are not clamped (callers clamp when they quantise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHS = ("edsr", "espcn")
+
+
+@dataclass
+class SRConfig:
+    """Enough to rebuild an SR network; saved in every SR checkpoint."""
+
+    scale: int = 4  # enlargement factor: 2 or 4 (64 px -> 128 or 256 px)
+    arch: str = "edsr"  # "edsr" (residual blocks) or "espcn" (three convolutions; ignores blocks)
+    channels: int = 32  # feature width in low-resolution space (espcn: width of its first layer)
+    blocks: int = 4  # residual blocks of the edsr body; 0: head, body convolution and tail only
+
+
+def check_sr(cfg: SRConfig) -> None:
+    """Range checks with messages a user can act on (ValueError)."""
+    if cfg.scale not in (2, 4):
+        raise ValueError(f"scale must be 2 or 4, not {cfg.scale}")
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {cfg.arch!r}")
+    if cfg.channels < 4 or cfg.blocks < 0:
+        raise ValueError("channels must be at least 4 and blocks at least 0")
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class SRNet(nn.Module):
+    """(B, 3, h, w) in [0, 1] -> (B, 3, h * scale, w * scale): bicubic enlargement + predicted detail."""
+
+    def __init__(self, cfg: SRConfig) -> None:
+        super().__init__()
+        check_sr(cfg)
+        self.cfg = cfg
+        C, out = cfg.channels, 3 * cfg.scale ** 2
+        if cfg.arch == "espcn":
+            self.head = nn.Sequential(nn.Conv2d(3, C, 5, padding=2), nn.Tanh())
+            self.body = nn.Sequential(nn.Conv2d(C, C // 2, 3, padding=1), nn.Tanh())
+            self.tail = nn.Conv2d(C // 2, out, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(3, C, 3, padding=1)
+            self.body = nn.Sequential(*[ResBlock(C) for _ in range(cfg.blocks)], nn.Conv2d(C, C, 3, padding=1))
+            self.tail = nn.Conv2d(C, out, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(cfg.scale)
+        # The detail starts at zero, so an untrained network is exactly bicubic.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.scale
+        # The base stays fp32 under autocast: low bf16 bits would otherwise land in every output pixel.
+        base = F.interpolate(x.float(), scale_factor=s, mode="bicubic", align_corners=False)  # (B, 3, sH, sW)
+        features = self.head(x)  # (B, C, h, w)
+        if self.cfg.arch == "edsr":
+            features = features + self.body(features)
+        else:
+            features = self.body(features)
+        detail = self.shuffle(self.tail(features))  # (B, 3 * s^2, h, w) -> (B, 3, sH, sW)
+        return base + detail.float()
+
+
+def build_sr(cfg: SRConfig) -> SRNet:
+    return SRNet(cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,445 @@
+"""Training the super-resolution network on pairs made from the posters themselves.
+
+High-resolution crops come from a dataset prepared at the target size; their low-resolution
+inputs are made on the fly by a randomised degradation (blur, one of three downscalers, noise,
+8-bit quantisation, JPEG), so the network also copes with GAN outputs and not only with clean
+downscales. Every random choice of step k (posters, crops, flips, degradation) comes from a
+generator seeded with (seed, k): resuming continues exactly. The last `val_fraction` of the
+posters never train; validation compares the network with bicubic on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from postergen import __version__
+from postergen.data.dataset import PosterDataset, open_dataset
+from postergen.errors import UserError
+from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
+from postergen.train import checkpoint as ckpt
+from postergen.train.monitor import read_metrics
+from postergen.train.runtime import StopFlag, autocast, pick_device
+
+
+def _f(default, doc: str):
+    return field(default=default, metadata={"doc": doc})
+
+
+_M = SRConfig()  # the model's defaults live in SRConfig only
+
+
+@dataclass
+class SRTrainConfig:
+    """Everything `postergen train-sr` needs besides the dataset and run folder."""
+
+    # model (see SRConfig)
+    scale: int = _f(_M.scale, "enlargement factor: 2 or 4")
+    arch: str = _f(_M.arch, "edsr (residual blocks) or espcn (three convolutions)")
+    channels: int = _f(_M.channels, "feature width of the network")
+    blocks: int = _f(_M.blocks, "residual blocks (edsr)")
+    # duration and optimisation
+    steps: int = _f(6000, "training steps (one Adam update on one batch each); 6000 x4 steps: ~10 min on 1 CPU core")
+    batch: int = _f(16, "crops per step")
+    patch: int = _f(32, "low-resolution crop side in pixels; the high-resolution crop is patch x scale")
+    lr: float = _f(5e-4, "Adam learning rate")
+    lr_halve_every: int = _f(1500, "halve the learning rate every this many steps; 0: constant")
+    # degradation that makes the low-resolution inputs
+    blur_prob: float = _f(0.5, "share of crops blurred before downscaling")
+    blur_max: float = _f(0.5, "largest Gaussian blur sigma, in low-resolution pixels (drawn uniformly)")
+    noise_prob: float = _f(0.25, "share of inputs with Gaussian noise added")
+    noise_max: float = _f(4.0, "largest noise standard deviation, in 8-bit levels (drawn uniformly)")
+    jpeg_prob: float = _f(0.25, "share of inputs JPEG-compressed")
+    jpeg_min_quality: int = _f(50, "lowest JPEG quality drawn (uniformly up to 95)")
+    # validation
+    val_fraction: float = _f(0.05, "last share of the posters held out from training (at least one)")
+    val_posters: int = _f(32, "held-out posters scored at each validation (whole images); 0: all")
+    # run
+    seed: int = _f(0, "random seed for weights, crops and degradations")
+    device: str = _f("auto", "auto, cpu, cuda or mps")
+    precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
+    log_every: int = _f(50, "steps between metric lines")
+    val_every: int = _f(500, "steps between validations (also at the last step)")
+    checkpoint_every: int = _f(500, "steps between checkpoints")
+    keep_checkpoints: int = _f(2, "step checkpoints kept besides latest.pt")
+
+    def model_config(self) -> SRConfig:
+        return SRConfig(scale=self.scale, arch=self.arch, channels=self.channels, blocks=self.blocks)
+
+
+# Fields a resumed run may change: how long it runs, how it reports, where it runs.
+SR_RESUMABLE = {"steps", "log_every", "val_every", "checkpoint_every", "keep_checkpoints", "device", "precision"}
+JPEG_MAX_QUALITY = 95
+
+
+def check_sr_train(cfg: SRTrainConfig) -> None:
+    """Range checks with messages a user can act on (ValueError)."""
+    check_sr(cfg.model_config())
+    rules = [
+        (cfg.steps >= 1 and cfg.batch >= 1 and cfg.patch >= 4, "steps and batch must be >= 1, patch >= 4"),
+        (cfg.lr > 0 and cfg.lr_halve_every >= 0, "lr must be positive and lr-halve-every >= 0"),
+        (all(0 <= p <= 1 for p in (cfg.blur_prob, cfg.noise_prob, cfg.jpeg_prob)), "*-prob must be in [0, 1]"),
+        (cfg.blur_max >= 0 and cfg.noise_max >= 0, "blur-max and noise-max must be >= 0"),
+        (1 <= cfg.jpeg_min_quality <= JPEG_MAX_QUALITY, f"jpeg-min-quality must be in 1..{JPEG_MAX_QUALITY}"),
+        (0 < cfg.val_fraction < 1 and cfg.val_posters >= 0, "val-fraction must be in (0, 1), val-posters >= 0"),
+        (min(cfg.log_every, cfg.val_every, cfg.checkpoint_every) >= 1, "*-every options must be at least 1"),
+        (cfg.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps, not {cfg.device!r}"),
+        (cfg.precision in ("auto", "bf16", "fp32"), f"precision must be auto, bf16 or fp32, not {cfg.precision!r}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ValueError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions: loss, PSNR, degradation
+
+def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    return (sr.float() - hr).abs().mean()  # mean |SR - HR|: sharper than L2, the EDSR choice
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, for uint8 (or [0, 255]) tensors (N, 3, H, W): 10 log10(255^2 / MSE) in dB."""
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(255.0 ** 2 / mse.clamp(min=1e-10))
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """The one source of randomness of a training step; other streams (epoch orders) never overlap it."""
+    return torch.Generator().manual_seed((stream << 48) + seed * 1_000_003 + step)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per-image separable Gaussian blur: x (B, 3, H, W), sigma (B,) in pixels; 0 leaves an image as is."""
+    B, C, H, W = x.shape
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    s = sigma.to(x.device).clamp(min=1e-3)[:, None]
+    k = torch.exp(-t[None] ** 2 / (2 * s ** 2))  # (B, 2r+1)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(C, 0)  # one kernel per image and channel
+    y = F.pad(x.reshape(1, B * C, H, W), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, k[:, None, :, None], groups=B * C)  # vertical
+    y = F.conv2d(y, k[:, None, None, :], groups=B * C)  # horizontal
+    return y.reshape(B, C, H, W)
+
+
+def downscale(x: torch.Tensor, scale: int, modes: torch.Tensor) -> torch.Tensor:
+    """Per-image downscaler, modes (B,): 0 area, 1 bilinear (what `prepare` uses), 2 bicubic; antialiased."""
+    H, W = x.shape[-2] // scale, x.shape[-1] // scale
+    out = torch.empty(x.shape[0], x.shape[1], H, W, device=x.device, dtype=x.dtype)
+    for mode, name in enumerate(("area", "bilinear", "bicubic")):
+        pick = (modes == mode).nonzero().flatten().to(x.device)
+        if len(pick):
+            extra = {} if name == "area" else {"antialias": True, "align_corners": False}
+            out[pick] = F.interpolate(x[pick], size=(H, W), mode=name, **extra)
+    return out
+
+
+def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """uint8 (3, H, W) through a JPEG encode/decode at `quality` (PIL, 4:2:0 as most encoders)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1).to(image.device)
+
+
+def degrade(hr: torch.Tensor, scale: int, cfg: SRTrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """HR (B, 3, H, W) float in [0, 1] -> LR uint8 (B, 3, H/scale, W/scale), a pure function of `gen`'s state.
+
+    blur (prob, sigma ~ U(0, blur_max) LR px) -> area/bilinear/bicubic downscale -> Gaussian noise
+    (prob, std ~ U(0, noise_max) levels) -> 8-bit rounding -> JPEG (prob, quality ~ U(min, 95)).
+    All draws happen on the CPU generator, so every device sees the same numbers.
+    """
+    B = hr.shape[0]
+    u = torch.rand(B, 7, generator=gen)
+    sigma = torch.where(u[:, 0] < cfg.blur_prob, u[:, 1] * cfg.blur_max * scale, 0.0)  # in HR pixels
+    x = gaussian_blur(hr, sigma, radius=math.ceil(3 * cfg.blur_max * scale)) if cfg.blur_max > 0 else hr
+    lr = downscale(x, scale, (u[:, 2] * 3).long().clamp(max=2))
+    std = torch.where(u[:, 3] < cfg.noise_prob, u[:, 4] * cfg.noise_max / 255.0, 0.0)
+    noise = torch.randn(lr.shape, generator=gen) * std[:, None, None, None]
+    lr = (lr + noise.to(lr.device)).mul(255).round().clamp(0, 255).to(torch.uint8)
+    qualities = cfg.jpeg_min_quality + (u[:, 6] * (JPEG_MAX_QUALITY - cfg.jpeg_min_quality + 1)).long()
+    for i in (u[:, 5] < cfg.jpeg_prob).nonzero().flatten().tolist():
+        lr[i] = jpeg(lr[i], int(qualities[i]))
+    return lr
+
+
+def clean_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """HR uint8 (N, 3, H, W) -> LR uint8 by antialiased bilinear, the resampling `prepare` uses."""
+    lr = downscale(hr.float() / 255, scale, torch.ones(hr.shape[0], dtype=torch.long))
+    return lr.mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: crops of the training posters, whole held-out posters
+
+@dataclass
+class Split:
+    train: int  # posters [0, train) train
+    val: int  # posters [train, train + val) are held out
+
+    @staticmethod
+    def of(count: int, val_fraction: float) -> "Split":
+        val = max(1, round(count * val_fraction))
+        return Split(count - val, val)
+
+
+class Crops:
+    """HR crops for step k: posters in epoch order, random crop and flip, all from step_generator."""
+
+    def __init__(self, ds: PosterDataset, split: Split, cfg: SRTrainConfig, device: torch.device) -> None:
+        self.images, self.cfg, self.device = ds.images, cfg, device
+        self.side = cfg.patch * cfg.scale
+        self.count = split.train
+        self.steps_per_epoch = self.count // cfg.batch
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def _indices(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, torch.randperm(self.count, generator=step_generator(self.cfg.seed, epoch, stream=1)))
+        return self._perm[1][i * self.cfg.batch:(i + 1) * self.cfg.batch]
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (HR float (B, 3, P, P) in [0, 1], LR uint8 (B, 3, P/s, P/s)), both on the device."""
+        gen = step_generator(self.cfg.seed, step)
+        _, _, H, W = self.images.shape
+        u = torch.rand(self.cfg.batch, 3, generator=gen)
+        ys = (u[:, 0] * (H - self.side + 1)).long().tolist()
+        xs = (u[:, 1] * (W - self.side + 1)).long().tolist()
+        crops = np.stack([self.images[i, :, y:y + self.side, x:x + self.side]
+                          for i, y, x in zip(self._indices(step).tolist(), ys, xs)])
+        hr = torch.from_numpy(crops).to(self.device).float().div_(255)  # (B, 3, P, P)
+        flip = (u[:, 2] < 0.5).to(self.device)
+        hr = torch.where(flip[:, None, None, None], hr.flip(-1), hr)
+        return hr, degrade(hr, self.cfg.scale, self.cfg, gen).to(self.device)
+
+
+def val_pairs(ds: PosterDataset, split: Split, cfg: SRTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole held-out posters (cropped to a multiple of the scale) and their clean LR: uint8, CPU."""
+    n = split.val if cfg.val_posters == 0 else min(split.val, cfg.val_posters)
+    _, _, H, W = ds.images.shape
+    s = cfg.scale
+    hr = torch.from_numpy(np.array(ds.images[split.train:split.train + n, :, :H - H % s, :W - W % s]))
+    return hr, clean_downscale(hr, s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Setting up, saving, resuming
+
+@dataclass
+class SRRun:
+    cfg: SRTrainConfig
+    config: dict  # what config.json and every checkpoint hold
+    start_step: int
+    resume_state: dict | None
+
+
+def _run_config(cfg: SRTrainConfig, ds: PosterDataset, split: Split) -> dict:
+    return {"kind": "sr", "postergen": __version__, "train": dataclasses.asdict(cfg),
+            "model": dataclasses.asdict(cfg.model_config()),
+            "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"],
+                        "train": split.train, "val": split.val}}
+
+
+def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
+    H, W = ds.meta["size"]
+    side = cfg.patch * cfg.scale
+    if min(H, W) < side:
+        raise UserError(f"{ds.path}: posters are {W}x{H}, smaller than one training crop of {side} px "
+                        f"(patch {cfg.patch} x scale {cfg.scale}); prepare at a larger --size or lower --patch")
+    split = Split.of(len(ds), cfg.val_fraction)
+    if split.train < cfg.batch:
+        raise UserError(f"{ds.path}: {split.train} training posters (after holding out {split.val}) "
+                        f"is fewer than one batch of {cfg.batch}")
+    return split
+
+
+def setup_sr_run(run: Path, cfg: SRTrainConfig, ds: PosterDataset, resume: bool, force: bool,
+                 changed: set[str]) -> SRRun:
+    """New run: write config.json. Resume: the run's own config with only SR_RESUMABLE fields changed."""
+    latest = run / "checkpoints" / "latest.pt"
+    if resume:
+        if not latest.is_file():
+            raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
+        state = ckpt.load_checkpoint(latest)
+        saved = state["config"]
+        if saved.get("kind") != "sr":
+            raise UserError(f"{run}: not a super-resolution run")
+        fixed = sorted(k.replace("_", "-") for k in changed - SR_RESUMABLE if getattr(cfg, k) != saved["train"][k])
+        if fixed:
+            raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")
+        cfg = SRTrainConfig(**{**saved["train"], **{k: getattr(cfg, k) for k in SR_RESUMABLE}})
+        if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
+            raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} posters "
+                            f"at {saved['dataset']['size']}); {ds.path} does not match")
+        return SRRun(cfg, {**saved, "train": dataclasses.asdict(cfg)}, state["step"], state)
+    if latest.exists() and not force:
+        raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
+    config = _run_config(cfg, ds, _check_data(ds, cfg))
+    if force:
+        import shutil
+
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)
+        for name in ("metrics.jsonl", "config.json"):
+            (run / name).unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(config, indent=1))
+    return SRRun(cfg, config, 0, None)
+
+
+def lr_at(cfg: SRTrainConfig, step: int) -> float:
+    """Step decay that depends on the step only, so a longer resumed run follows the same curve."""
+    return cfg.lr * 0.5 ** (step // cfg.lr_halve_every) if cfg.lr_halve_every else cfg.lr
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+@torch.no_grad()
+def sr_forward(model: SRNet, lr: torch.Tensor, device: torch.device, precision: str = "auto",
+               batch: int = 64) -> torch.Tensor:
+    """uint8 LR (N, 3, h, w) on any device -> uint8 SR (N, 3, sh, sw) on the CPU, in batches, eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with autocast(device, precision):
+        for i in range(0, len(lr), batch):
+            x = lr[i:i + batch].to(device).float().div_(255)
+            out.append(model(x).mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def validate(model: SRNet, val: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: str) -> dict:
+    """Mean PSNR (dB) of the network and of bicubic (the network's own base) on the held-out posters."""
+    hr, lr = val
+    s = model.cfg.scale
+    bicubic = F.interpolate(lr.float(), scale_factor=s, mode="bicubic", align_corners=False)
+    bicubic = bicubic.round().clamp(0, 255)
+    sr = sr_forward(model, lr, device, precision, batch=8)
+    p_sr, p_bic = psnr(sr, hr).mean().item(), psnr(bicubic, hr).mean().item()
+    return {"val_psnr": round(p_sr, 3), "val_psnr_bicubic": round(p_bic, 3), "val_gain_db": round(p_sr - p_bic, 3)}
+
+
+class SRTrainer:
+    def __init__(self, ds: PosterDataset, run: Path, cfg: SRTrainConfig, resume: bool, force: bool,
+                 changed: set[str]) -> None:
+        self.run_dir = run
+        self.state = setup_sr_run(run, cfg, ds, resume, force, changed)
+        self.cfg = cfg = self.state.cfg
+        self.device = pick_device(cfg.device)
+        split = Split(self.state.config["dataset"]["train"], self.state.config["dataset"]["val"])
+        torch.manual_seed(cfg.seed)
+        self.model = build_sr(cfg.model_config()).to(self.device)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, **fused)
+        self.step, self.seconds = self.state.start_step, 0.0
+        if self.state.resume_state is not None:
+            self._restore(self.state.resume_state)
+        self.crops = Crops(ds, split, cfg, self.device)
+        self.val = val_pairs(ds, split, cfg)
+        self.rows = read_metrics(run / "metrics.jsonl", up_to_step=self.step)
+        self.autocast = autocast(self.device, cfg.precision)
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        ckpt.set_rng_state(state["rng"])
+        self.seconds = float(state["seconds"])
+
+    def save(self) -> None:
+        state = {"step": self.step, "epoch": self.crops.epoch_of(self.step), "seconds": self.seconds,
+                 "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": ckpt.rng_state(),
+                 "config": self.state.config}
+        ckpt.save_checkpoint(state, self.run_dir / "checkpoints", self.step, self.cfg.keep_checkpoints)
+
+    def train_step(self) -> None:
+        hr, lr = self.crops.get(self.step)  # (B, 3, P, P) float, (B, 3, P/s, P/s) uint8
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        with self.autocast:
+            loss = l1_loss(self.model(lr.float() / 255), hr)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+
+    def log(self, seconds: float, bar) -> None:
+        loss = (self.loss_sum / max(self.loss_count, 1)).item()
+        if not math.isfinite(loss):
+            raise UserError(f"SR loss became NaN/inf before step {self.step}; try a lower --lr")
+        row = {"step": self.step, "epoch": self.crops.epoch_of(self.step), "loss": round(loss, 6),
+               "lr": lr_at(self.cfg, self.step - 1), "img_per_s": round(self.loss_count * self.cfg.batch / seconds, 1),
+               "seconds": round(self.seconds, 1)}
+        if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:
+            row.update(validate(self.model, self.val, self.device, self.cfg.precision))
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        self.rows.append(row)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        gain = {"gain_db": f"{row['val_gain_db']:+.2f}"} if "val_gain_db" in row else {}
+        bar.set_postfix(loss=f"{loss:.4f}", **gain)
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train-sr", dynamic_ncols=True)
+        t_log, stopped, last_saved = time.perf_counter(), False, self.step
+        try:
+            with StopFlag() as stop:
+                while self.step < cfg.steps and not stopped:
+                    t0 = time.perf_counter()
+                    self.train_step()
+                    self.step += 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                        self.log(time.perf_counter() - t_log, bar)
+                        t_log = time.perf_counter()
+                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                        self.save()
+                        last_saved = self.step
+                    self.seconds += time.perf_counter() - t0  # wall time: validation and saving included
+                    stopped = bool(stop)
+                if stopped and self.step != last_saved:
+                    self.save()
+        finally:
+            bar.close()
+        last_val = next((r for r in reversed(self.rows) if "val_psnr" in r), {})
+        return {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
+                "seconds": round(self.seconds, 1), "latest": str(self.run_dir / "checkpoints" / "latest.pt"),
+                **{k: v for k, v in last_val.items() if k.startswith("val_")}}
+
+
+def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = False, force: bool = False,
+             changed: set[str] | None = None) -> dict:
+    """Train (or continue) an SR run on a dataset prepared at the target size; returns a summary.
+
+    changed: the fields the user set explicitly (a resumed run refuses changes to fixed ones);
+    None: the fields that differ from SRTrainConfig's defaults. Ctrl-C/SIGTERM stop after a checkpoint.
+    """
+    try:
+        check_sr_train(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if changed is None:
+        default = SRTrainConfig()
+        changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
+    ds = open_dataset(Path(dataset_hr))
+    return SRTrainer(ds, Path(run), cfg, resume, force, set(changed)).run()
