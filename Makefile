@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean screenshot
 
 $(BIN)/postergen: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ test: install
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+# Retake the README's studio screenshot on the demo run (needs /usr/bin/chromium).
+screenshot: install
+	POSTERGEN_SCREENSHOT=docs/img/studio.png POSTERGEN_SCREENSHOT_RUNS=$(DEMO)/run $(BIN)/python -m pytest -q tests/test_web_browser.py

@@ -119,6 +119,20 @@ def _add_config_options(p: argparse.ArgumentParser, config_class, skip: set[str]
                            choices=(choices or {}).get(f.name))
 
 
+def _checked_or_printed(cfg, check, dry_run: bool) -> bool:
+    """Range-check a config (ValueError -> one-line user error); with --dry-run print it and say so."""
+    import dataclasses
+    import json
+
+    try:
+        check(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if dry_run:
+        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+    return dry_run
+
+
 def _given_options(args: argparse.Namespace, config_class, skip: set[str] = frozenset()) -> dict:
     import dataclasses
 
@@ -127,8 +141,6 @@ def _given_options(args: argparse.Namespace, config_class, skip: set[str] = froz
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    import dataclasses
-
     from postergen.config import PRESETS, TrainConfig
 
     p = sub.add_parser("train", help="train a GAN on a dataset folder",
@@ -150,7 +162,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     import math
 
     from postergen.config import TrainConfig, check, from_preset
@@ -166,12 +177,7 @@ def _run_train(args: argparse.Namespace) -> int:
     elif args.steps is not None:
         given["steps"] = args.steps
     cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k == "steps"})
-    try:
-        check(cfg)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if args.dry_run:
-        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if _checked_or_printed(cfg, check, args.dry_run):
         return 0
     from postergen.train.loop import train
 
@@ -318,19 +324,11 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_sr(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
     from postergen.train.sr_loop import SRTrainConfig, check_sr_train, train_sr
 
     given = _given_options(args, SRTrainConfig)
     cfg = SRTrainConfig(**given)
-    try:
-        check_sr_train(cfg)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if args.dry_run:
-        print(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if _checked_or_printed(cfg, check_sr_train, args.dry_run):
         return 0
     summary = train_sr(args.dataset, args.out, cfg, resume=args.resume, force=args.force, changed=set(given))
     if summary.get("interrupted"):
@@ -361,12 +359,29 @@ def _run_upscale(args: argparse.Namespace) -> None:
     print(f"upscaled {len(result['written'])} image(s) x{result['scale']} into {args.out}")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web studio: generate, browse and download posters")
+    p.add_argument("root", type=Path, help="a run folder, or a folder of runs (an sr/ folder beside them enables upscaling)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default %(default)s)")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    try:
+        from postergen.web.app import serve
+    except ImportError as e:
+        raise UserError(f"the studio needs its extras ({e.name} is missing): pip install 'postergen[web]'") from None
+    serve(args.root, args.host, args.port, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report, _add_train_sr, _add_upscale):
+    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report, _add_train_sr, _add_upscale, _add_serve):
         add(sub)
     return parser
 

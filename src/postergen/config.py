@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from postergen.models.dcgan import ModelConfig
 
 
-def _f(default, doc: str):
+def doc_field(default, doc: str):
+    """A dataclass field with its one-line doc, which the CLI turns into --help text."""
     return field(default=default, metadata={"doc": doc})
+
+
+_f = doc_field
 
 
 @dataclass

@@ -6,10 +6,14 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from postergen.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

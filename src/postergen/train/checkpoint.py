@@ -114,3 +114,18 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a postergen checkpoint (no '{FORMAT}' marker)")
     return state
+
+
+def load_latest(run: Path) -> dict:
+    """The state a --resume continues from; a one-line error when the run has none."""
+    latest = Path(run) / "checkpoints" / "latest.pt"
+    if not latest.is_file():
+        raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
+    return load_checkpoint(latest)
+
+
+def check_unchanged(cfg, saved: dict, names: set[str]) -> None:
+    """--resume keeps a run's settings: any of `names` given with a different value is an error."""
+    fixed = sorted(k.replace("_", "-") for k in names if getattr(cfg, k) != saved[k])
+    if fixed:
+        raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -67,13 +66,9 @@ def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, forc
     """New run: write config.json. --resume: the run's own config, with only duration/logging changed."""
     latest = run / "checkpoints" / "latest.pt"
     if resume:
-        if not latest.is_file():
-            raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
-        state = ckpt.load_checkpoint(latest)
+        state = ckpt.load_latest(run)
         saved = state["config"]
-        fixed = sorted(k.replace("_", "-") for k in changed & RUN_FIXED if getattr(cfg, k) != saved["train"][k])
-        if fixed:
-            raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")
+        ckpt.check_unchanged(cfg, saved["train"], changed & RUN_FIXED)
         merged = {**saved["train"], **{k: getattr(cfg, k) for k in changed - RUN_FIXED}}
         cfg = TrainConfig(**merged)
         _check_same_data(saved, ds, run)

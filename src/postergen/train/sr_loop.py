@@ -27,13 +27,13 @@ from postergen import __version__
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.errors import UserError
 from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
+from postergen.config import doc_field
 from postergen.train import checkpoint as ckpt
 from postergen.train.monitor import read_metrics
 from postergen.train.runtime import StopFlag, autocast, pick_device
 
 
-def _f(default, doc: str):
-    return field(default=default, metadata={"doc": doc})
+_f = doc_field
 
 
 _M = SRConfig()  # the model's defaults live in SRConfig only
@@ -274,15 +274,11 @@ def setup_sr_run(run: Path, cfg: SRTrainConfig, ds: PosterDataset, resume: bool,
     """New run: write config.json. Resume: the run's own config with only SR_RESUMABLE fields changed."""
     latest = run / "checkpoints" / "latest.pt"
     if resume:
-        if not latest.is_file():
-            raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
-        state = ckpt.load_checkpoint(latest)
+        state = ckpt.load_latest(run)
         saved = state["config"]
         if saved.get("kind") != "sr":
             raise UserError(f"{run}: not a super-resolution run")
-        fixed = sorted(k.replace("_", "-") for k in changed - SR_RESUMABLE if getattr(cfg, k) != saved["train"][k])
-        if fixed:
-            raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")
+        ckpt.check_unchanged(cfg, saved["train"], changed - SR_RESUMABLE)
         cfg = SRTrainConfig(**{**saved["train"], **{k: getattr(cfg, k) for k in SR_RESUMABLE}})
         if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
             raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} posters "

@@ -1,0 +1,292 @@
+"""`postergen serve`: the studio's JSON API and its one page (static/, no CDN, works offline).
+
+Routes (JSON unless noted):
+  GET  /                              the page; /static/* its CSS and JS
+  GET  /api/health                    {"status": "ok", "version", "device", "runs", "upscaler": bool}
+  GET  /api/runs                      [run]: {id, genres, height, width, z_dim, step, steps, checkpoints,
+                                      report (URL or null), active (still training), error (null, or why
+                                      its config.json is unreadable)}
+  GET  /api/runs/{id}                 one run
+  GET  /api/runs/{id}/genres          {"run", "genres"}
+  GET  /api/runs/{id}/progress        {run, step, steps, active, checkpoints, report,
+                                      loss: {url, mtime} | null, samples: {url, mtime, step} | null}
+  GET  /api/runs/{id}/files/{name}    the file itself: report.html, loss.png, config.json, eval.json,
+                                      metrics.jsonl or samples/step-N.png (nothing else)
+  POST /api/generate                  posters, below
+  POST /api/interpolate               {seeds: [a, b], frames, genres, truncation, run, checkpoint}
+                                      -> {..., frames: [{t, url}]}: a slerp walk from seed a to b
+  GET  /openapi.json                  the schema (the /docs explorer is off: it loads scripts from a CDN)
+
+POST /api/generate
+  {"run": "horror", "genres": ["horror"], "seed": 7, "n": 4, "truncation": 0.8}
+  -> {"run": "horror", "checkpoint": "latest.pt", "step": 3000, "genres": "horror", "truncation": 0.8,
+      "upscaled": false, "height": 64, "width": 64, "seconds": 0.05,
+      "images": [{"seed": 7, "genres": "horror", "url": "data:image/png;base64,..."}, ... seeds 8, 9, 10]}
+  run may be left out when one run is served; checkpoint defaults to latest.pt; genres are combined
+  into one condition (["action", "comedy"] == ["action+comedy"]), none means unconditioned ("all");
+  seeds are seed..seed+n-1 as in `postergen sample`, and a left-out seed draws a random first one;
+  n is 1-64; truncation (0, 5] or null; upscale true needs an upscaler (see postergen.web.upscaler).
+  Every PNG carries postergen's provenance text chunks (`postergen info` prints them).
+
+Errors are JSON {"error": "one line", "detail": ...}: 404 unknown run/checkpoint/file, 400 a bad
+genre or a missing run choice, 409 no checkpoint yet or no upscaler, 422 fields out of range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Iterator
+
+import anyio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from postergen import __version__
+from postergen.errors import UserError
+from postergen.train.runtime import pick_device
+from postergen.web import runs as run_folders
+from postergen.web import upscaler as upscalers
+from postergen.web.runs import NotFound, Unavailable
+from postergen.web.studio import MAX_SEED, Studio
+
+STATIC = Path(__file__).parent / "static"
+MAX_POSTERS = 64  # per request: a page of posters, and a bound on the work one request can ask for
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+class _Posters(BaseModel):
+    """What every request that draws posters shares: which model, which genres, how much truncation."""
+    model_config = ConfigDict(extra="forbid")
+    run: str | None = Field(None, max_length=255, description="run id from GET /api/runs; may be left out when one run is served")
+    checkpoint: str = Field("latest.pt", max_length=64, description="checkpoint file of the run (GET /api/runs lists them)")
+    genres: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=32,
+        description="genres combined into one condition; 'action+comedy' also works; empty: unconditioned")
+    truncation: float | None = Field(None, gt=0, le=5, allow_inf_nan=False, description="truncation trick: redraw latent entries with |z| above this; null: off")
+
+
+class GenerateRequest(_Posters):
+    seed: Seed | None = Field(None, description="first seed (posters use seed..seed+n-1); null: random")
+    n: int = Field(8, ge=1, le=MAX_POSTERS, description="how many posters")
+    upscale: bool = Field(False, description="super-resolve the posters (GET /api/health says if an upscaler exists)")
+
+
+class InterpolateRequest(_Posters):
+    seeds: list[Seed] = Field(min_length=2, max_length=2, description="[from, to]")
+    frames: int = Field(16, ge=2, le=MAX_POSTERS, description="posters along the way, both ends included")
+
+
+class Poster(BaseModel):
+    seed: int
+    genres: str
+    url: str = Field(description="data:image/png;base64,... with provenance text chunks")
+
+
+class GenerateResponse(BaseModel):
+    run: str
+    checkpoint: str
+    step: int | None
+    genres: str
+    truncation: float | None
+    upscaled: bool
+    height: int
+    width: int
+    seconds: float
+    images: list[Poster]
+
+
+class Frame(BaseModel):
+    t: float = Field(description="0 at seeds[0], 1 at seeds[1]")
+    url: str
+
+
+class InterpolateResponse(BaseModel):
+    run: str
+    checkpoint: str
+    step: int | None
+    genres: str
+    seeds: list[int]
+    height: int
+    width: int
+    frames: list[Frame]
+
+
+router = APIRouter()
+
+
+def _studio(request: Request) -> Studio:
+    return request.app.state.studio
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/health")
+def health(request: Request) -> dict:
+    studio = _studio(request)
+    return {"status": "ok", "version": __version__, "device": str(studio.device),
+            "runs": len(studio.runs()), "upscaler": studio.upscaler is not None}
+
+
+@router.get("/api/runs")
+def list_runs(request: Request) -> list[dict]:
+    return [run_folders.summary(run_id, run) for run_id, run in _studio(request).runs().items()]
+
+
+@router.get("/api/runs/{run_id}")
+def one_run(run_id: str, request: Request) -> dict:
+    return run_folders.summary(*_studio(request).run(run_id))
+
+
+@router.get("/api/runs/{run_id}/genres")
+def genres(run_id: str, request: Request) -> dict:
+    run_id, run = _studio(request).run(run_id)
+    return {"run": run_id, "genres": run_folders.read_config(run).get("genres", [])}
+
+
+@router.get("/api/runs/{run_id}/progress")
+def progress(run_id: str, request: Request) -> dict:
+    return run_folders.progress(*_studio(request).run(run_id))
+
+
+@router.get("/api/runs/{run_id}/files/{name:path}")
+def run_file(run_id: str, name: str, request: Request) -> FileResponse:
+    _, run = _studio(request).run(run_id)
+    path, media = run_folders.run_file(run, name)
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/api/generate", response_model=GenerateResponse)
+async def generate(body: GenerateRequest, request: Request) -> dict:
+    work = functools.partial(_studio(request).generate, **body.model_dump())
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)
+
+
+@router.post("/api/interpolate", response_model=InterpolateResponse)
+async def interpolate(body: InterpolateRequest, request: Request) -> dict:
+    work = functools.partial(_studio(request).interpolate, **body.model_dump())
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)
+
+
+def _error(status: int, message: str, detail=None) -> JSONResponse:
+    body = {"error": message} if detail is None else {"error": message, "detail": jsonable_encoder(detail)}
+    return JSONResponse(body, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON with a one-line `error`; user mistakes are 4xx, never 500."""
+    statuses = ((NotFound, 404), (Unavailable, 409), (UserError, 400))  # most specific first
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        status = next(code for kind, code in statuses if isinstance(exc, kind))
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The client's input is not echoed back: it may be huge, or NaN, which JSON cannot carry.
+        errors = [{"loc": [str(p) for p in e.get("loc", ()) if p != "body"], "msg": str(e.get("msg", "invalid")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        return _error(422, f"{'.'.join(first['loc']) or 'body'}: {first['msg']}", errors)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:  # a bug, not the client's mistake
+        return _error(500, f"internal error ({type(exc).__name__}: {str(exc)[:200]})")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+
+def create_app(root: Path, device: str = "cpu", upscaler: upscalers.Upscaler | None = None,
+               workers: int = 2) -> FastAPI:
+    """The studio over ROOT (a run folder, or a folder of runs).
+
+    device: 'cpu', 'cuda', 'mps' or 'auto'; upscaler: None looks for one (postergen.web.upscaler.find);
+    workers: generation requests rendered at once (more queue; one forward pass already uses every core).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder")
+    dev = pick_device(device)
+    studio = Studio(root, dev, upscaler if upscaler is not None else upscalers.find(root, dev))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.limiter = anyio.CapacityLimiter(workers)
+        yield
+
+    app = FastAPI(title="postergen studio", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
+                  description="Generate AI movie posters from postergen runs. See the module docstring of postergen.web.app.")
+    app.state.studio = studio
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_error_handlers(app)
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket, or a one-line UserError (port taken, unknown host)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
+
+
+def _server(app: FastAPI):
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+
+
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
+    """Run the studio until Ctrl-C. Loopback by default: the studio has no authentication."""
+    app = create_app(root, device)
+    sock = bind(host, port)
+    studio: Studio = app.state.studio
+    print(f"postergen studio: http://{host}:{port}/  ({len(studio.runs())} run(s) under {root}, "
+          f"device {studio.device}; Ctrl-C stops)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host}: anyone who can reach it can use the studio (no authentication)")
+    _server(app).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `app` from a background thread (tests, benchmarks, notebooks) -> its base URL."""
+    sock = bind(host, port)
+    server = _server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        sock.close()
+        raise RuntimeError("the studio server did not start")
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -1,0 +1,189 @@
+"""Run folders as the studio sees them: which runs a root holds, their checkpoints, their
+training progress, and the few files a browser may read from them.
+
+Names that come from clients (run ids, checkpoint and file names) are looked up in lists the
+server builds itself or matched against a fixed allow-list, and the resulting path must still
+resolve inside the run folder (no `..`, no absolute paths, no symlinks out).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from postergen.errors import UserError
+
+UPSCALER_FOLDER = "sr"  # a super-resolution run next to the GAN runs; never listed as a GAN run
+ACTIVE_SECONDS = 120  # a run that wrote metrics or samples this recently counts as still training
+
+CHECKPOINT_NAME = re.compile(r"^(latest|step-\d{1,12})\.pt$")
+SAMPLE_NAME = re.compile(r"^samples/step-(\d{1,12})\.png$")
+RUN_FILES = {  # name -> media type: everything else under a run folder stays private
+    "report.html": "text/html",
+    "loss.png": "image/png",
+    "config.json": "application/json",
+    "eval.json": "application/json",
+    "metrics.jsonl": "application/x-ndjson",
+}
+
+
+class NotFound(UserError):
+    """An unknown run, checkpoint or file (HTTP 404)."""
+
+
+class Unavailable(UserError):
+    """The request is well formed but the server cannot do it now: no checkpoint yet, no upscaler (HTTP 409)."""
+
+
+def is_run(folder: Path) -> bool:
+    """A run folder: `train` writes config.json first and checkpoints/latest.pt from the first save on."""
+    return (folder / "config.json").is_file() or (folder / "checkpoints" / "latest.pt").is_file()
+
+
+def discover(root: Path) -> dict[str, Path]:
+    """-> {run id: folder}. A root that is a run is the only run; otherwise its immediate subfolders that are runs."""
+    root = root.resolve()
+    if is_run(root):
+        return {root.name: root}
+    if not root.is_dir():
+        return {}
+    runs = {}
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or folder.name == UPSCALER_FOLDER:
+            continue
+        if folder.is_dir() and is_run(folder):
+            runs[folder.name] = folder
+    return runs
+
+
+def read_config(run: Path) -> dict:
+    try:
+        return json.loads((run / "config.json").read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise Unavailable(f"{run.name}: config.json is not readable ({e})") from None
+
+
+def checkpoints(run: Path) -> list[str]:
+    """Checkpoint file names, latest.pt first, then steps newest first."""
+    folder = run / "checkpoints"
+    names = [p.name for p in folder.glob("*.pt") if CHECKPOINT_NAME.match(p.name)] if folder.is_dir() else []
+    return sorted(names, key=lambda n: (n != "latest.pt", -int(n[5:-3]) if n != "latest.pt" else 0))
+
+
+def checkpoint_path(run: Path, name: str) -> Path:
+    """A checkpoint the run has, by file name from the server's own list."""
+    names = checkpoints(run)
+    if not names:
+        raise Unavailable(f"run {run.name} has no checkpoint yet (training saves the first one at --checkpoint-every)")
+    if name not in names:
+        raise NotFound(f"run {run.name} has no checkpoint {name[:80]!r}; it has {', '.join(names)}")
+    return run / "checkpoints" / name
+
+
+def run_file(run: Path, name: str) -> tuple[Path, str]:
+    """An allow-listed file of the run -> (path, media type); anything else is NotFound."""
+    if name in RUN_FILES:
+        media = RUN_FILES[name]
+    elif SAMPLE_NAME.match(name):
+        media = "image/png"
+    else:
+        raise NotFound(f"no file {name[:80]!r} in run {run.name}")
+    path = (run / name).resolve()
+    if not path.is_relative_to(run.resolve()) or not path.is_file():
+        raise NotFound(f"no file {name[:80]!r} in run {run.name}")
+    return path, media
+
+
+def file_url(run_id: str, name: str) -> str:
+    return f"/api/runs/{quote(run_id, safe='')}/files/{name}"
+
+
+def _stamped(run_id: str, run: Path, name: str) -> dict | None:
+    """{url, mtime} of a file that training rewrites; the ?v= part changes with it, so browsers refetch."""
+    try:
+        stat = (run / name).stat()
+    except OSError:  # not written yet, or replaced at this very moment
+        return None
+    return {"url": f"{file_url(run_id, name)}?v={stat.st_mtime_ns}", "mtime": stat.st_mtime}
+
+
+def last_step(run: Path) -> int | None:
+    """Step of the last metrics line (read from the end: metrics.jsonl grows during training)."""
+    try:
+        with open(run / "metrics.jsonl", "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short while training writes it
+    return None
+
+
+def latest_sample(run: Path) -> tuple[str, int] | None:
+    """-> ('samples/step-N.png', N) of the newest fixed-noise grid, or None."""
+    found = [(int(m.group(1)), p.name) for p in (run / "samples").glob("step-*.png")
+             if (m := SAMPLE_NAME.match(f"samples/{p.name}"))] if (run / "samples").is_dir() else []
+    if not found:
+        return None
+    step, name = max(found)
+    return f"samples/{name}", step
+
+
+def is_active(run: Path) -> bool:
+    """Still training: metrics or samples written in the last ACTIVE_SECONDS."""
+    recent = []
+    for path in (run / "metrics.jsonl", run / "samples"):
+        try:
+            recent.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return bool(recent) and time.time() - max(recent) < ACTIVE_SECONDS
+
+
+def summary(run_id: str, run: Path) -> dict:
+    """What the page shows about a run, from its files alone (no model is loaded)."""
+    try:
+        config, error = read_config(run), None
+    except Unavailable as e:  # one broken run must not hide the others
+        config, error = {}, str(e)
+    model = config.get("model", {})
+    return {
+        "id": run_id,
+        "error": error,
+        "genres": config.get("genres", []),
+        "height": model.get("height"),
+        "width": model.get("width"),
+        "z_dim": model.get("z_dim"),
+        "step": last_step(run),
+        "steps": config.get("train", {}).get("steps"),
+        "checkpoints": checkpoints(run),
+        "report": file_url(run_id, "report.html") if (run / "report.html").is_file() else None,
+        "active": is_active(run),
+    }
+
+
+def progress(run_id: str, run: Path) -> dict:
+    """Training progress: the loss curve and the newest sample grid, with URLs that change when the files do."""
+    sample = latest_sample(run)
+    samples = None if sample is None else _stamped(run_id, run, sample[0])
+    config = read_config(run)
+    return {
+        "run": run_id,
+        "step": last_step(run),
+        "steps": config.get("train", {}).get("steps"),
+        "active": is_active(run),
+        "checkpoints": checkpoints(run),
+        "loss": _stamped(run_id, run, "loss.png"),
+        "samples": None if samples is None else {**samples, "step": sample[1]},
+        "report": file_url(run_id, "report.html") if (run / "report.html").is_file() else None,
+    }
