@@ -96,7 +96,7 @@ def main() -> None:
         sys.exit("a training run failed")
     real = torch.from_numpy(np.array(open_dataset(ds).images[:256])).float() / 255
     ref = diversity(real)
-    print(f"| preset | kimg | img/s | D(x) | D(G(z)) | loss D | loss G | diversity / real |")
+    print("| preset | kimg | img/s | D(x) | D(G(z)) | loss D | loss G | diversity / real |")
     print("|---|---|---|---|---|---|---|---|")
     for name, run in runs.items():
         r = final_row(run)
