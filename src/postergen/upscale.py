@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from postergen import __version__
-from postergen.data.ingest import _to_rgb
+from postergen.data.ingest import to_rgb
 from postergen.errors import UserError
 from postergen.models.sr import SRConfig, SRNet, build_sr
 from postergen.provenance import PREFIX
@@ -86,7 +86,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str, dict]:
                 return None, f"too large ({im.width}x{im.height}; at most {MAX_INPUT_PIXELS} pixels)", {}
             text = {k: v for k, v in getattr(im, "text", {}).items() if k.startswith(PREFIX)}
             # decodes everything, so truncation fails here; alpha on white and 16-bit as `prepare` does
-            pixels = np.asarray(_to_rgb(ImageOps.exif_transpose(im)))
+            pixels = np.asarray(to_rgb(ImageOps.exif_transpose(im)))
     except UnidentifiedImageError:
         return None, "not an image", {}
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -77,7 +77,7 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; alpha is composited on white, 16-bit is scaled, not clipped."""
     if im.mode in _SIXTEEN_BIT_MODES:
         a = np.asarray(im, dtype=np.float32)
@@ -153,7 +153,7 @@ def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray 
         im.load()
         if orientation != 1:  # exif_transpose copies even when there is nothing to do
             im = ImageOps.exif_transpose(im)
-        out = _fit(_to_rgb(im), cfg.shape, cfg.fit)
+        out = _fit(to_rgb(im), cfg.shape, cfg.fit)
     except Exception as e:  # truncated/corrupt data surfaces at load time as OSError, SyntaxError, ...
         return "corrupt", f"{type(e).__name__}: {e}", None
     return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
