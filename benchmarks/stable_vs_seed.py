@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from postergen.data.dataset import open_dataset
-from postergen.models.dcgan import Generator, ModelConfig
-from postergen.train.checkpoint import load_checkpoint
+from postergen.weights import load_generator
 
 
 def diversity(images: torch.Tensor) -> float:
@@ -34,12 +33,9 @@ def diversity(images: torch.Tensor) -> float:
 
 
 def generated(run: Path, n: int = 256) -> torch.Tensor:
-    state = load_checkpoint(run)
-    G = Generator(ModelConfig(**state["config"]["model"]))
-    G.load_state_dict(state["G_ema"] or state["G"])
-    G.eval()
+    G, config = load_generator(run, ema=True)
     gen = torch.Generator().manual_seed(123)
-    z = torch.randn(n, state["config"]["model"]["z_dim"], generator=gen)
+    z = torch.randn(n, config["model"]["z_dim"], generator=gen)
     with torch.no_grad():
         return (G(z, None) + 1) / 2
 

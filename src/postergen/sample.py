@@ -38,6 +38,18 @@ def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, 
     return rows
 
 
+UNCONDITIONED = "all"  # the label of posters drawn without genres
+
+
+def condition(genres: list[str], known: list[str]) -> tuple[str, torch.Tensor | None]:
+    """['action', 'comedy'] -> ('action+comedy', one multi-hot vector). No genres: the zero vector
+    that label dropout trained a conditional G on, or None for an unconditional one."""
+    names = list(dict.fromkeys(g.strip().lower() for spec in genres for g in spec.split("+") if g.strip()))
+    if not names:
+        return UNCONDITIONED, torch.zeros(len(known)) if known else None
+    return genre_vectors(["+".join(names)], known)[0]
+
+
 def noise(seeds: list[int], z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """One latent per seed from its own generator. Truncation redraws entries with |z| > t
     (the truncation trick: less variety, fewer broken samples)."""
@@ -73,7 +85,7 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
     out.mkdir(parents=True, exist_ok=True)
     images, written = [], []
     for label, vec in rows:
-        batch = render(G, z, None if vec is None else vec.expand(n, -1).to(dev), dev)  # (n, 3, H, W) uint8
+        batch = render(G, z, vec, dev)  # (n, 3, H, W) uint8
         batch = maybe_upscale(batch, upscale, dev)
         images.append(batch)
         for s, img in zip(seeds, batch) if singles else []:
@@ -96,19 +108,23 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
+def walk(seeds: tuple[int, int], z_dim: int, frames: int,
+         truncation: float | None = None) -> tuple[list[float], torch.Tensor]:
+    """Positions t in [0, 1] and latents (frames, z_dim) along the slerp from seed a to seed b."""
+    za, zb = noise(list(seeds), z_dim, truncation)
+    ts = [i / max(frames - 1, 1) for i in range(frames)]
+    return ts, torch.stack([slerp(za, zb, t) for t in ts])
+
+
 def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,
                 ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif",
                 upscale: Path | None = None) -> dict:
     """Walk from seed a to seed b: an animation (GIF or WebP, there and back) and a strip PNG."""
     dev = pick_device(device)
     G, config = load_generator(path, ema=ema, arch=arch, device=dev)
-    if genre or not config["genres"]:
-        label, vec = genre_vectors([genre] if genre else None, config["genres"])[0]
-    else:  # a conditional model without a genre: the zero vector label dropout trained for
-        label, vec = "all", torch.zeros(len(config["genres"]))
-    za, zb = noise(list(seeds), config["model"]["z_dim"])
-    z = torch.stack([slerp(za, zb, i / max(frames - 1, 1)) for i in range(frames)]).to(dev)
-    images = maybe_upscale(render(G, z, None if vec is None else vec.expand(frames, -1).to(dev), dev), upscale, dev)
+    label, vec = condition([genre] if genre else [], config["genres"])
+    _, z = walk(seeds, config["model"]["z_dim"], frames)
+    images = maybe_upscale(render(G, z.to(dev), vec, dev), upscale, dev)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{label}-seed{seeds[0]}-to-{seeds[1]}"
     strip = out / f"{stem}.png"

@@ -304,7 +304,12 @@ def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: t
 @torch.no_grad()
 def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: torch.device,
            precision: str = "auto") -> torch.Tensor:
-    """G in eval mode (BatchNorm uses running stats and stays untouched) -> uint8 (N, 3, H, W) on CPU."""
+    """G in eval mode (BatchNorm uses running stats and stays untouched) -> uint8 (N, 3, H, W) on CPU.
+
+    genres: (N, G) per poster, or one (G,) vector for all of them, or None.
+    """
+    if genres is not None and genres.dim() == 1:
+        genres = genres.to(z.device).expand(len(z), -1)
     was_training = G.training
     G.eval()
     with autocast(device, precision):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from postergen.errors import UserError
 from postergen.provenance import png_info
-from postergen.sample import genre_vectors, noise, slerp
+from postergen.sample import condition, noise, walk
 from postergen.train.loop import render
 from postergen.web import runs as run_folders
 from postergen.web.runs import NotFound, Unavailable
@@ -27,7 +27,6 @@ from postergen.web.upscaler import Upscaler
 from postergen.weights import load_generator
 
 MAX_SEED = 2**31 - 1  # seeds stay exact as JavaScript numbers and fit every RNG
-UNCONDITIONED = "all"  # the label of posters drawn without genres, as `postergen interpolate` writes it
 
 
 class Generators:
@@ -74,15 +73,6 @@ class Generators:
                 with self._lock:
                     self._loading.pop(key, None)
         return G, config
-
-
-def condition(genres: list[str], known: list[str]) -> tuple[str, torch.Tensor | None]:
-    """['action', 'comedy'] -> ('action+comedy', multi-hot). No genres: the zero vector that label
-    dropout trained a conditional G on, or None for an unconditional one."""
-    names = list(dict.fromkeys(g.strip().lower() for spec in genres for g in spec.split("+") if g.strip()))
-    if not names:
-        return UNCONDITIONED, torch.zeros(len(known)) if known else None
-    return genre_vectors(["+".join(names)], known)[0]
 
 
 def png_data_url(image: torch.Tensor, config: dict, seed: int, genres: str, **extra) -> str:
@@ -135,7 +125,7 @@ class Studio:
         seed = secrets.randbelow(MAX_SEED - n) if seed is None else seed  # seed + n - 1 stays a valid seed
         seeds = list(range(seed, seed + n))
         z = noise(seeds, config["model"]["z_dim"], truncation).to(self.device)  # (n, z_dim)
-        images = render(G, z, None if vec is None else vec.expand(n, -1).to(self.device), self.device)
+        images = render(G, z, vec, self.device)
         if upscale:
             images = self.upscaler(images)  # (n, 3, sH, sW) uint8
         extra = {**({"truncation": truncation} if truncation is not None else {}),
@@ -154,14 +144,12 @@ class Studio:
         """A walk from seeds[0] to seeds[1] along the great circle of the latent sphere (slerp)."""
         run_id, G, config = self._model(run, checkpoint)
         label, vec = condition(list(genres), config["genres"])
-        za, zb = noise(list(seeds), config["model"]["z_dim"], truncation)
-        ts = [i / (frames - 1) for i in range(frames)]
-        z = torch.stack([slerp(za, zb, t) for t in ts]).to(self.device)  # (frames, z_dim)
-        images = render(G, z, None if vec is None else vec.expand(frames, -1).to(self.device), self.device)
-        walk = f"{seeds[0]}->{seeds[1]}"
+        ts, z = walk(tuple(seeds), config["model"]["z_dim"], frames, truncation)  # z: (frames, z_dim)
+        images = render(G, z.to(self.device), vec, self.device)
+        route = f"{seeds[0]}->{seeds[1]}"
         return {
             "run": run_id, "checkpoint": checkpoint, "step": config.get("step"), "genres": label,
             "seeds": list(seeds), "height": images.shape[2], "width": images.shape[3],
-            "frames": [{"t": round(t, 6), "url": png_data_url(img, config, seeds[0], label, interpolation=walk, t=round(t, 6))}
+            "frames": [{"t": round(t, 6), "url": png_data_url(img, config, seeds[0], label, interpolation=route, t=round(t, 6))}
                        for t, img in zip(ts, images)],
         }
