@@ -7,7 +7,7 @@ its precision setting and no per-step host syncs. Prints img/s, the ratio, and F
 when the device's peak is known (--peak-tflops).
 
     python benchmarks/train_speed.py                        # 2-core CPU: 64 px, batch 128
-    python benchmarks/train_speed.py --device cuda --res 64 --batch 128 2048 --peak-tflops 790
+    python benchmarks/train_speed.py --device cuda --res 64 --batch 128 2048 --peak-tflops 790 --cuda-graph
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from postergen.config import from_preset
 from postergen.data.dataset import Batches, open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
-from postergen.train.loop import Models, Stepper, build
+from postergen.train.loop import Meter, Models, Stepper, build
 
 
 class TutorialG(nn.Module):
@@ -104,27 +104,36 @@ def reference_rate(posters: Path, batch: int, device: torch.device, steps: int, 
     return steps * batch / (time.perf_counter() - t0)
 
 
-def postergen_rate(dataset: Path, batch: int, device: str, steps: int, warmup: int, precision: str) -> tuple[float, float]:
-    """img/s of the seed preset's step, and FLOPs per image of one step."""
+def postergen_rate(dataset: Path, batch: int, device: str, steps: int, warmup: int, precision: str,
+                   cuda_graph: bool = False) -> tuple[float, float]:
+    """img/s of the seed preset's step (captured and replayed with cuda_graph), and FLOPs per image of one step."""
     ds = open_dataset(dataset)
-    cfg = from_preset("seed", batch=batch, device=device, precision=precision)
+    cfg = from_preset("seed", batch=batch, device=device, precision=precision, cuda_graph=cuda_graph)
     dev = torch.device(device)
     H, W = ds.meta["size"]
     m: Models = build(cfg, cfg.model_config(H, W, 0), dev)
     stepper = Stepper(m, cfg, dev, conditional=False)
     batches = Batches(ds, batch, dev, cfg.seed)
-    for s in range(warmup):
-        stepper.step(s, *batches.get(s))
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        stepper.step(warmup, *batches.get(warmup))
+    with FlopCounterMode(display=False) as counter:  # one eager step
+        stepper.step(0, *batches.get(0))
     flops = counter.get_total_flops() / batch
+    if cuda_graph:
+        from postergen.train.graphs import GraphedStep
+
+        step = GraphedStep(stepper, Meter(dev))
+        warmup = max(warmup, GraphedStep.WARMUP + 1)  # the eager warm-up steps and the capture
+    else:
+        meter = Meter(dev)
+        step = lambda s, real, genres: meter.add(s, stepper.step(s, real, genres))  # noqa: E731 (as Trainer.run)
+    for s in range(1, warmup + 1):
+        step(s, *batches.get(s))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
     for s in range(warmup + 1, warmup + 1 + steps):
-        stepper.step(s, *batches.get(s))
+        step(s, *batches.get(s))
     sync()
     return steps * batch / (time.perf_counter() - t0), flops
 
@@ -140,6 +149,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="postergen's precision setting (auto, bf16, fp32)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for FLOP utilisation")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--cuda-graph", action="store_true", help="also time postergen with --cuda-graph (CUDA only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -148,14 +158,17 @@ def main() -> None:
         for batch in args.batch:
             ref = None if args.skip_reference or args.res != 64 else reference_rate(tmp / "posters", batch, torch.device(args.device),
                                                                   args.steps, args.warmup)
-            rate, flops = postergen_rate(tmp / "ds", batch, args.device, args.steps, args.warmup, args.precision)
-            line = f"{args.res} px batch {batch} on {args.device}: postergen {rate:,.0f} img/s"
-            if ref:
-                line += f", reference {ref:,.0f} img/s, ratio {rate / ref:.2f}x"
-            line += f"; {flops / 1e9:.2f} GFLOP/img, {rate * flops / 1e12:.2f} TFLOP/s"
-            if args.peak_tflops:
-                line += f", MFU {rate * flops / 1e12 / args.peak_tflops:.1%}"
-            print(line, flush=True)
+            for graphed in (False, True) if args.cuda_graph else (False,):
+                rate, flops = postergen_rate(tmp / "ds", batch, args.device, args.steps, args.warmup,
+                                             args.precision, cuda_graph=graphed)
+                name = "postergen --cuda-graph" if graphed else "postergen"
+                line = f"{args.res} px batch {batch} on {args.device}: {name} {rate:,.0f} img/s"
+                if ref:
+                    line += f", reference {ref:,.0f} img/s, ratio {rate / ref:.2f}x"
+                line += f"; {flops / 1e9:.2f} GFLOP/img, {rate * flops / 1e12:.2f} TFLOP/s"
+                if args.peak_tflops:
+                    line += f", MFU {rate * flops / 1e12 / args.peak_tflops:.1%}"
+                print(line, flush=True)
 
 
 if __name__ == "__main__":

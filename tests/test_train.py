@@ -223,6 +223,6 @@ def test_ema_half_life_and_rampup():
     stepper = Stepper.__new__(Stepper)
     stepper.cfg, stepper.images_per_step = cfg, 100  # 2 ranks x 50
     # Late in training: half-life 10,000 images, so 100 steps of 100 images halve the old weight.
-    assert stepper.ema_beta(10**6) ** 100 == pytest.approx(0.5)
+    assert (1 - stepper.ema_weight(10**6)) ** 100 == pytest.approx(0.5)
     # Early: half-life capped at 5% of the images seen (step 99: 10,000 seen -> 500 images).
-    assert stepper.ema_beta(99) ** 5 == pytest.approx(0.5)
+    assert (1 - stepper.ema_weight(99)) ** 5 == pytest.approx(0.5)

@@ -58,6 +58,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or mps")
     channels_last: bool = _f(True, "NHWC memory layout for convolutions (faster on CUDA and on CPU)")
     sync_bn: bool = _f(False, "under torchrun, BatchNorm statistics over all processes' batches (BatchNorm models)")
+    cuda_graph: bool = _f(False, "capture each kind of training step once as a CUDA graph and replay it "
+                                 "(CUDA, single process; removes per-kernel launch cost at small batches)")
     precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
     log_every: int = _f(25, "steps between metric lines (one host sync each)")
     sample_every: int = _f(250, "steps between fixed-noise sample grids")

@@ -116,7 +116,8 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
     if cfg.channels_last and device.type in ("cuda", "cpu"):
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_kimg > 0 else None
-    fused = {"fused": True} if device.type == "cuda" else {}
+    # Fused Adam keeps its step count on the GPU; capturable=True lets --cuda-graph record its update.
+    fused = {"fused": True, "capturable": cfg.cuda_graph} if device.type == "cuda" else {}
     betas = (float(cfg.beta1), float(cfg.beta2))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **fused)
@@ -163,8 +164,9 @@ def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:
 # One step: D update(s), G update(s), EMA. No .item(), no host syncs.
 
 @torch.no_grad()
-def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
-    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - beta)
+def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> None:
+    """G_ema += weight * (G - G_ema); weight = 1 - beta (a device tensor in a captured step)."""
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), weight)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
 
@@ -178,7 +180,7 @@ class Stepper:
         d_loss, self.g_loss = get_loss(cfg.loss)
         self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
         self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
-        self.autocast = autocast(device, cfg.precision)
+        self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
 
     def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
@@ -191,7 +193,7 @@ class Stepper:
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, step: int) -> tuple[torch.Tensor, ...]:
+    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool) -> tuple[torch.Tensor, ...]:
         m, cfg = self.m, self.cfg
         with self.autocast:
             with torch.no_grad():
@@ -199,8 +201,7 @@ class Stepper:
             logits_real = m.D_train(self.aug(real), genres)  # (B,)
             logits_fake = m.D_train(self.aug(fake), genres)  # (B,)
             loss = self.d_loss(logits_real, logits_fake)
-        d_index = step // cfg.d_every  # a function of the step, so a resumed run keeps the schedule
-        if cfg.r1_gamma > 0 and (d_index + 1) % cfg.r1_every == 0:
+        if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
             # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
@@ -225,8 +226,8 @@ class Stepper:
         m.D.requires_grad_(True)
         return loss.detach()
 
-    def ema_beta(self, step: int) -> float:
-        """Per-step decay for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
+    def ema_weight(self, step: int) -> float:
+        """1 - the per-step EMA decay, for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
 
         With ramp-up the half-life is at most ema_rampup x images seen, so a young run's EMA is not
         stuck near the random initial weights.
@@ -236,20 +237,32 @@ class Stepper:
         half_life = cfg.ema_kimg * 1000
         if cfg.ema_rampup > 0:
             half_life = min(half_life, seen * cfg.ema_rampup)
-        return 0.5 ** (self.images_per_step / max(half_life, 1e-8))
+        return 1.0 - 0.5 ** (self.images_per_step / max(half_life, 1e-8))
+
+    def kind(self, step: int) -> tuple[bool, bool]:
+        """(D updates?, R1 penalty?) at this step: a function of the step, so a resumed run keeps the
+        schedule. Steps of one kind run the same kernels; --cuda-graph captures one graph per kind."""
+        cfg = self.cfg
+        d = step % cfg.d_every == 0
+        return d, d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
+        return self.run(self.kind(step), real, genres, self.ema_weight(step))
+
+    def run(self, kind: tuple[bool, bool], real: torch.Tensor, genres: torch.Tensor,
+            ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step of the given kind; the step number enters only through `kind` and `ema_weight`."""
+        d, r1 = kind
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         genres = self._genres(genres)
         out = {}
-        if step % cfg.d_every == 0:
-            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, step)
-        for _ in range(cfg.g_steps):
+        if d:
+            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, r1)
+        for _ in range(self.cfg.g_steps):
             out["loss_g"] = self.g_update(real.shape[0], genres)
         if self.m.G_ema is not None:
-            update_ema(self.m.G_ema, self.m.G, self.ema_beta(step))
+            update_ema(self.m.G_ema, self.m.G, ema_weight)
         return out
 
 
@@ -264,7 +277,7 @@ class Meter:
         self.counts = torch.zeros(len(self.KEYS), device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
-    def add(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+    def add(self, step: int | torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
         for i, k in enumerate(self.KEYS):
             if k in stats:
                 self.sums[i] += stats[k].float()
@@ -405,6 +418,10 @@ class Trainer:
                changed: set[str], echo) -> None:
         if cfg.sync_bn and self.dist.enabled and self.device.type != "cuda":
             raise UserError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU version)")
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise UserError(f"--cuda-graph needs a CUDA device; this run is on {self.device.type}")
+        if cfg.cuda_graph and self.dist.enabled:
+            raise UserError("--cuda-graph runs single-process only; leave it off under torchrun")
         self.run_dir, self.echo = run, echo if self.dist.main else (lambda *a: None)
         self.state = setup_run(run, cfg, ds, resume, force, set(changed), self.dist)
         self.dist.barrier()  # rank 0 has prepared the folder before anyone reads or writes in it
@@ -418,6 +435,11 @@ class Trainer:
         self.stepper = Stepper(self.m, self.cfg, self.device, conditional=model_cfg.n_genres > 0,
                                world=self.dist.world)
         self.meter = Meter(self.device, self.dist)
+        self.graphed = None
+        if self.cfg.cuda_graph:
+            from postergen.train.graphs import GraphedStep
+
+            self.graphed = GraphedStep(self.stepper, self.meter)
         self.outputs = _Outputs(run, self.state, self.cfg.tensorboard) if self.dist.main else None
         self.fixed = fixed_inputs(model_cfg, self.state.genres, self.cfg.seed, self.device)
         self.ds_info = {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}
@@ -471,7 +493,10 @@ class Trainer:
             with StopFlag() as stop:
                 while self.step < cfg.steps and not stopped:
                     real, genres = self.batches.get(self.step)
-                    self.meter.add(self.step, self.stepper.step(self.step, real, genres))
+                    if self.graphed is not None:
+                        self.graphed(self.step, real, genres)
+                    else:
+                        self.meter.add(self.step, self.stepper.step(self.step, real, genres))
                     self.step += 1
                     seen += real.shape[0]
                     bar.update(1)
@@ -500,6 +525,8 @@ class Trainer:
         out = {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
                "world_size": self.dist.world, "samples": str(self.run_dir / "samples"),
                "latest": str(self.run_dir / "checkpoints" / "latest.pt")}
+        if self.graphed is not None:
+            out["cuda_graph_replays"] = self.graphed.replays
         if self.dist.enabled and self.dist.main:
             # Ranks must end with bit-identical weights; recorded so a test (or a person) can check.
             (self.run_dir / "ddp.json").write_text(json.dumps({"world_size": self.dist.world, "step": self.step,

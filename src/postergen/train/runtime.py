@@ -39,10 +39,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """The autocast context for forward passes; weights and optimiser state stay fp32."""
+def autocast(device: torch.device, precision: str = "auto", cache: bool = True):
+    """The autocast context for forward passes; weights and optimiser state stay fp32.
+
+    cache=False for code captured in a CUDA graph (PyTorch's rule for autocast under capture).
+    """
     if resolve_precision(precision, device) == "bf16" and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
