@@ -22,6 +22,14 @@ def _params(m) -> list[torch.Tensor]:
     return [p.detach().clone() for net in (m.G, m.D, m.G_ema) for p in net.parameters()]
 
 
+def _persistent(m, meter) -> list[torch.Tensor]:
+    """Everything that outlives a step; a captured step may only update these in place."""
+    nets = (m.G, m.D, m.G_ema)
+    optim = [t for opt in (m.opt_g, m.opt_d) for state in opt.state.values() for t in state.values()]
+    return [*(t for net in nets for t in (*net.parameters(), *net.buffers())), *optim,
+            meter.sums, meter.counts, meter.first_bad]
+
+
 def test_static_step_matches_plain_step(tiny_dataset: Path):
     from postergen.train.graphs import StaticStep
 
@@ -44,6 +52,12 @@ def test_static_step_matches_plain_step(tiny_dataset: Path):
                 static(step, real, genres)
             else:
                 meter.add(step, stepper.step(step, real, genres))
+            if step == 2:  # every kind has run once: all state exists
+                before = [(t, t.data_ptr()) for t in _persistent(m, meter)]
+        if graphable:  # a graph replays into the addresses it captured: no state may be rebound
+            after = _persistent(m, meter)
+            assert len(after) == len(before)
+            assert all(a is t and a.data_ptr() == ptr for a, (t, ptr) in zip(after, before))
         results.append((_params(m), meter.sums.clone(), meter.counts.clone()))
     (plain, plain_sums, plain_counts), (static_p, static_sums, static_counts) = results
     assert {stepper.kind(s) for s in range(6)} == {(True, False), (False, False), (True, True)}

@@ -283,7 +283,8 @@ class Meter:
                 self.sums[i] += stats[k].float()
                 self.counts[i] += 1
         finite = torch.stack([torch.isfinite(v.float()) for v in stats.values()]).all()
-        self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+        # In place: a captured step must update the tensors the meter reads, not rebind new ones.
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~finite, step, self.first_bad))
 
     def read_check(self) -> None:
         """Raises TrainingDiverged if a loss was NaN/inf on any rank (so no NaN gets saved)."""
