@@ -17,7 +17,8 @@ from PIL import Image
 
 from postergen import __version__
 from postergen.errors import UserError
-from postergen.report import diagnose, report
+from postergen.report import report
+from postergen.train.diagnose import diagnose
 
 SECTIONS = {"losses", "health", "progression", "genres", "real", "evaluation"}
 

@@ -20,6 +20,7 @@ from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
 from postergen.train import checkpoint as ckpt
 from postergen.train import loop
+from postergen.train.diagnose import Thresholds, d_overpowering
 from postergen.train.loop import TrainingDiverged, train
 from postergen.train.monitor import FailureWatch
 
@@ -132,11 +133,13 @@ def test_broken_checkpoints_are_one_line_errors(tmp_path: Path, content):
 
 
 def test_failure_watch_names_the_fix():
-    watch = FailureWatch(window=4)
+    watch = FailureWatch(Thresholds(warn_rows=4))
     healthy = [{"step": s, "d_real": 0.7, "d_fake": 0.3, "loss_g": 1.0} for s in range(4)]
     assert all(watch.update(r) is None for r in healthy)
     warnings = [watch.update({"step": 10 + s, "d_real": 0.99, "d_fake": 0.01, "loss_g": 5.0 + s}) for s in range(4)]
     assert warnings[:3] == [None] * 3 and "--d-every" in warnings[3] and "step 10" in warnings[3]
+    # the same stretch is what the report finds, with the same thresholds
+    assert [f.start for f in d_overpowering(list(watch.rows))] == [10]
     assert watch.update({"step": 20, "d_real": 0.99, "d_fake": 0.01, "loss_g": 9.0}) is None  # warns once
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from postergen import __version__
 from postergen.report import html, sections
-from postergen.report.diagnose import Finding, Thresholds, diagnose
+from postergen.train.diagnose import Finding, Thresholds, diagnose
 
 __all__ = ["report", "diagnose", "Finding", "Thresholds"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont, features
 
-from postergen.report.diagnose import Finding
+from postergen.train.diagnose import Finding
 
 PLOT_DPI = 90
 LABEL_PX = 12  # font size of labels drawn onto grids and animation frames

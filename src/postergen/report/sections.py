@@ -20,7 +20,7 @@ from PIL import Image
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
 from postergen.report import figures, html
-from postergen.report.diagnose import Finding, diagnose
+from postergen.train.diagnose import Finding, diagnose
 from postergen.sample import genre_vectors, load_generator, noise
 from postergen.train.loop import render
 from postergen.train.monitor import read_metrics

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import deque
 from pathlib import Path
+
+from postergen.train.diagnose import ADVICE_D, Thresholds, d_overpowering
 
 
 def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
@@ -24,55 +27,36 @@ def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
 
 
 def plot_metrics(rows: list[dict], path: Path) -> None:
-    """Loss of G and D, and D's mean outputs on real and fake, against images seen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """loss.png: the report's loss figure (losses, D's outputs, overpowering shaded), written atomically."""
+    from postergen.report.figures import loss_plot
 
     if not rows:
         return
-    kimg = [r["kimg"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(kimg, [r["loss_d"] for r in rows], label="D loss")
-    ax1.plot(kimg, [r["loss_g"] for r in rows], label="G loss")
-    ax1.set_xlabel("thousand images seen")
-    ax1.legend()
-    ax2.plot(kimg, [r["d_real"] for r in rows], label="D(x)")
-    ax2.plot(kimg, [r["d_fake"] for r in rows], label="D(G(z))")
-    ax2.set_ylim(0, 1)
-    ax2.set_xlabel("thousand images seen")
-    ax2.legend()
-    fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    tmp.write_bytes(loss_plot(rows, d_overpowering(rows)))
     tmp.replace(path)
 
 
 class FailureWatch:
-    """Warns once when D wins outright for a stretch: D(x) near 1, D(G(z)) near 0, G loss rising.
+    """Warns once when D wins outright: D(x) near 1 and D(G(z)) near 0 for `warn_rows` log lines.
 
-    That is how the seed failed at 128 px: G's gradient vanishes and samples stop improving.
+    That is how the seed failed at 128 px: G's gradient vanishes and samples stop improving. The
+    detector and thresholds are the report's (diagnose.d_overpowering); the live warning only asks
+    for a longer stretch, so a brief swing does not interrupt anyone.
     """
 
-    def __init__(self, window: int = 8, high: float = 0.95, low: float = 0.05) -> None:
-        self.window, self.high, self.low = window, high, low
-        self.rows: deque = deque(maxlen=window)
+    def __init__(self, t: Thresholds = Thresholds()) -> None:
+        self.t = dataclasses.replace(t, overpower_rows=t.warn_rows)
+        self.rows: deque = deque(maxlen=t.warn_rows)
         self.warned = False
 
     def update(self, row: dict) -> str | None:
         self.rows.append(row)
-        if self.warned or len(self.rows) < self.window:
+        if self.warned or len(self.rows) < self.t.overpower_rows:
             return None
-        saturated = all(r["d_real"] > self.high and r["d_fake"] < self.low for r in self.rows)
-        half = self.window // 2
-        g_first = sum(r["loss_g"] for r in list(self.rows)[:half]) / half
-        g_last = sum(r["loss_g"] for r in list(self.rows)[half:]) / (self.window - half)
-        if saturated and g_last >= g_first:
-            self.warned = True
-            start = self.rows[0]["step"]
-            return (f"D is overpowering G since step {start} (D(x)={row['d_real']:.3f}, "
-                    f"D(G(z))={row['d_fake']:.3f}, G loss rising): try --preset stable, or slow D with "
-                    f"--d-every 2 / a lower --lr-d, or add --augment color,translation,cutout")
-        return None
+        found = d_overpowering(list(self.rows), self.t)
+        if not found:
+            return None
+        self.warned = True
+        return (f"D is overpowering G since step {found[0].start} (D(x)={row['d_real']:.3f}, "
+                f"D(G(z))={row['d_fake']:.3f}): {ADVICE_D}")

@@ -14,11 +14,12 @@ LOGGED = ("loss_d", "loss_g", "d_real", "d_fake")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What counts as a problem; the defaults match the training-time FailureWatch."""
+    """What counts as a problem, in the report and in train's live warning (monitor.FailureWatch)."""
 
     d_high: float = 0.95  # D(x) above this while D(G(z)) is below d_low: D tells them apart every time
     d_low: float = 0.05
     overpower_rows: int = 3  # consecutive metric lines needed for an overpowering stretch
+    warn_rows: int = 8  # ... and before train warns while running
     climb_abs: float = 1.0  # G loss rise (smoothed) that counts as climbing, in loss units ...
     climb_rel: float = 0.5  # ... or this share of its lowest value, whichever is larger
     climb_share: float = 0.25  # the climb must span at least this share of the logged lines
