@@ -58,13 +58,21 @@ def test_evaluate_writes_eval_json_with_every_metric(run: Path, data: Path):
     assert "diversity collapsed" in table and "genre per_genre_top1 horror" in table
 
 
-def test_all_checkpoints_appends_one_line_per_checkpoint(run: Path, data: Path):
-    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)
-    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)
-    lines = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+def test_all_checkpoints_keeps_one_line_per_checkpoint(run: Path, data: Path):
+    def lines():
+        return [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+
     steps = sorted(step_files(run / "checkpoints"))
-    assert [row["step"] for row in lines] == steps * 2
-    assert lines[0]["metrics"] == lines[-1]["metrics"]  # seeded: the same numbers twice
+    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)
+    first = lines()
+    assert [row["step"] for row in first] == steps
+    evaluate(run, data, n=16, metrics=["diversity"], all_checkpoints=True)  # again: updated, not appended
+    assert lines() == [{**row, "seconds": new["seconds"]} for row, new in zip(first, lines())]  # seeded: same numbers
+    evaluate(run, data, n=16, metrics=["swd"], all_checkpoints=True)  # another metric joins each line
+    assert [row["step"] for row in lines()] == steps
+    assert all(set(row["metrics"]) == {"diversity", "swd"} for row in lines())
+    evaluate(run, data, n=8, metrics=["swd"], all_checkpoints=True)  # other n: the new result replaces
+    assert all(set(row["metrics"]) == {"swd"} and row["n"] == 8 for row in lines())
     assert "nearest_pairs_png" not in json.loads((run / "eval.json").read_text())  # no memorization asked
 
 

@@ -132,8 +132,8 @@ def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list
     """Evaluate the newest checkpoint of `run` (or every one) against `data`; write RUN/eval.json.
 
     n: posters per set (generated and real), capped at the dataset size. metrics: names from
-    postergen.metrics.METRICS (None = all of DEFAULT_METRICS). all_checkpoints: also append one
-    JSON line per step checkpoint to RUN/eval.jsonl (metric-vs-step curves). configs: per-metric
+    postergen.metrics.METRICS (None = all of DEFAULT_METRICS). all_checkpoints: also record one
+    JSON line per step checkpoint in RUN/eval.jsonl (metric-vs-step curves; see record_curve_point). configs: per-metric
     config objects by name, replacing that metric's defaults. echo: receives progress lines.
     Returns the newest checkpoint's result (as written to eval.json).
     """
@@ -153,13 +153,39 @@ def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list
         echo(f"evaluating {path} on {n} posters")
         result, fake = evaluate_checkpoint(path, ds, run, real, names, configs or {}, shared)
         if all_checkpoints:
-            with open(run / "eval.jsonl", "a") as f:
-                f.write(json.dumps(result) + "\n")
+            record_curve_point(run / "eval.jsonl", result)
     if "memorization" in result["metrics"]:
         save_pairs(fake, ds.images, result["metrics"]["memorization"]["closest"], run / NEAREST_PNG)
         result["nearest_pairs_png"] = str(run / NEAREST_PNG)
     (run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def record_curve_point(path: Path, result: dict) -> None:
+    """One line per checkpoint step in eval.jsonl. Evaluating a step again updates its line: with the
+    same n and seed the metrics merge (swd now, fid later: one point with both), otherwise the new
+    result replaces it. Lines that do not parse are kept as they are; the file is rewritten atomically."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    out, placed = [], False
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        if not isinstance(row, dict) or row.get("step") != result["step"]:
+            out.append(line)
+        elif not placed:
+            if (row.get("n"), row.get("seed")) == (result["n"], result["seed"]):
+                result = {**result, "metrics": {**row.get("metrics", {}), **result["metrics"]},
+                          "seconds": {**row.get("seconds", {}), **result["seconds"]}}
+            out.append(json.dumps(result))
+            placed = True
+    if not placed:
+        out.append(json.dumps(result))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in out))
+    tmp.replace(path)
 
 
 def _jsonable(value):
