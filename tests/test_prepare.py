@@ -167,6 +167,28 @@ def test_subfolder_genres_from_zip_with_macos_junk(tmp_path: Path):
     assert reasons(ds.meta) == {"appledouble": 4, "duplicate": 1}
 
 
+def test_tar_with_csv_and_subfolders(tmp_path: Path, cli):
+    """An uncompressed tar reads like a folder (its CSV included); a compressed one is refused in one line."""
+    import tarfile
+
+    folder = tmp_path / "posters"
+    for i in range(4):
+        noise(folder / "images" / f"{i}.jpg", i)
+    (folder / "MovieGenre.csv").write_text("imdbId,Title,Genre\n0,A,Horror\n1,B,Comedy|Horror\n2,C,Action\n")
+    for name, mode in (("posters.tar", "w"), ("posters.tar.gz", "w:gz")):
+        with tarfile.open(tmp_path / name, mode) as tf:
+            for child in folder.iterdir():  # the CSV at the top, as in the folder
+                tf.add(child, arcname=child.name)
+    from_tar = open_dataset(_prep(tmp_path / "posters.tar", tmp_path / "from_tar", size=32, workers=2))
+    from_dir = open_dataset(_prep(folder, tmp_path / "from_dir", size=32))
+    assert from_tar.meta["count"] == 4 and from_tar.genres == ["action", "comedy", "horror"]
+    assert np.array_equal(from_tar.images, from_dir.images) and np.array_equal(from_tar.labels, from_dir.labels)
+    assert from_tar.labels.sum(axis=0).tolist() == [1, 1, 2]
+    code, _, err = cli("prepare", tmp_path / "posters.tar.gz", "-o", tmp_path / "gz")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "compressed tar" in err
+    assert not (tmp_path / "gz").exists()
+
+
 def test_several_sources_and_worker_counts_agree(tmp_path: Path):
     a, b = tmp_path / "a", tmp_path / "b"
     for i in range(6):

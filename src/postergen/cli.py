@@ -34,8 +34,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     from postergen.data.ingest import PrepareConfig
 
     d = PrepareConfig()
-    p = sub.add_parser("prepare", help="turn poster folders or zips into a dataset folder")
-    p.add_argument("src", nargs="+", type=Path, help="poster folders and/or .zip files")
+    p = sub.add_parser("prepare", help="turn poster folders, zips or tars into a dataset folder")
+    p.add_argument("src", nargs="+", type=Path, help="poster folders, .zip files and/or uncompressed .tar files")
     p.add_argument("-o", "--out", type=Path, required=True, help="dataset folder to write")
     p.add_argument("--size", type=int, default=d.size, help="short side in pixels, 32-512 (default %(default)s)")
     p.add_argument("--aspect", choices=["1:1", "2:3"], default=d.aspect,

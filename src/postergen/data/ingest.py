@@ -1,4 +1,4 @@
-"""Poster folders / zips -> dataset folder (DESIGN.md): robust parallel decode into a memory map.
+"""Poster folders / zips / tars -> dataset folder (DESIGN.md): robust parallel decode into a memory map.
 
 Every candidate image ends up either in `images.npy` or in `dataset.json` `skipped` with a reason.
 """
@@ -12,6 +12,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import tarfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -52,11 +53,39 @@ class PrepareConfig:
 @dataclass
 class _Source:
     path: Path
-    is_zip: bool
+    kind: str  # "dir", "zip" or "tar" (uncompressed: its members can be read in any order)
 
     @property
     def label(self) -> str:
         return self.path.name
+
+
+class _Archive:
+    """Random access to the files of a zip or an uncompressed tar, by posix path."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+        try:
+            if src.kind == "zip":
+                self._zip = zipfile.ZipFile(src.path)
+                self._members = {i.filename: i for i in self._zip.infolist() if not i.is_dir()}
+            else:
+                self._tar = tarfile.open(src.path, "r:")
+                # A name -> member map: TarFile.getmember scans the whole list for every lookup.
+                self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
+        except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+            raise UserError(f"{src.path}: unreadable {src.kind} archive ({e})") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def read(self, rel: str) -> bytes:
+        if self.src.kind == "zip":
+            return self._zip.read(rel)
+        return self._tar.extractfile(self._members[rel]).read()
+
+    def close(self) -> None:
+        (self._zip if self.src.kind == "zip" else self._tar).close()
 
 
 @dataclass
@@ -159,23 +188,23 @@ def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray 
     return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
 
 
-_WORKER: dict = {}  # per-process state set by _init_worker: config, sources, output map, open zips
+_WORKER: dict = {}  # per-process state set by _init_worker: config, sources, output map, open archives
 
 
 def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
     Image.MAX_IMAGE_PIXELS = None  # bombs are refused by our own --max-pixels check, from the header
     # Workers write pixels straight into the shared memory map: only a status crosses processes.
-    _WORKER.update(cfg=cfg, sources=sources, zips={}, out=np.load(out, mmap_mode="r+"))
+    _WORKER.update(cfg=cfg, sources=sources, archives={}, out=np.load(out, mmap_mode="r+"))
 
 
 def _read_bytes(root: int, rel: str) -> bytes:
     src: _Source = _WORKER["sources"][root]
-    if not src.is_zip:
+    if src.kind == "dir":
         return (src.path / rel).read_bytes()
-    zips = _WORKER["zips"]
-    if root not in zips:
-        zips[root] = zipfile.ZipFile(src.path)
-    return zips[root].read(rel)
+    archives = _WORKER["archives"]
+    if root not in archives:
+        archives[root] = _Archive(src)
+    return archives[root].read(rel)
 
 
 def _work(task: tuple[int, int, str]) -> tuple[str, str, bytes]:
@@ -200,21 +229,32 @@ def _open_sources(paths: list[Path]) -> list[_Source]:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
         if p.is_dir():
-            sources.append(_Source(p.resolve(), False))
+            sources.append(_Source(p.resolve(), "dir"))
         elif zipfile.is_zipfile(p):
-            sources.append(_Source(p.resolve(), True))
+            sources.append(_Source(p.resolve(), "zip"))
+        elif tarfile.is_tarfile(p):
+            if _compressed_tar(p):
+                raise UserError(f"{p}: a compressed tar cannot be read out of order; extract it "
+                                f"(tar xf {p.name}) and prepare the folder, or pack it as .tar or .zip")
+            sources.append(_Source(p.resolve(), "tar"))
         else:
-            raise UserError(f"{p}: not a folder or a .zip file")
+            raise UserError(f"{p}: not a folder, a .zip or a .tar file")
     return sources
 
 
+def _compressed_tar(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(6)
+    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))  # gzip, bzip2, xz
+
+
 def _list_files(src: _Source) -> list[str]:
-    if src.is_zip:
+    if src.kind != "dir":
+        archive = _Archive(src)
         try:
-            with zipfile.ZipFile(src.path) as zf:
-                return sorted(i.filename for i in zf.infolist() if not i.is_dir())
-        except (zipfile.BadZipFile, OSError) as e:
-            raise UserError(f"{src.path}: unreadable zip ({e})") from None
+            return archive.names()
+        finally:
+            archive.close()
     out = []
     for dirpath, _, names in os.walk(src.path):
         rel_dir = Path(dirpath).relative_to(src.path)
@@ -257,9 +297,12 @@ def _load_table(sources: list[_Source], listings: list[list[str]], cfg: PrepareC
         return None
     root, rel = hit
     src = sources[root]
-    if src.is_zip:
-        with zipfile.ZipFile(src.path) as zf:
-            return parse_label_csv(src.path / rel, zf.read(rel))
+    if src.kind != "dir":
+        archive = _Archive(src)
+        try:
+            return parse_label_csv(src.path / rel, archive.read(rel))
+        finally:
+            archive.close()
     return read_label_csv(src.path / rel)
 
 
@@ -433,7 +476,7 @@ def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: 
 
 
 def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = False) -> dict:
-    """Build the dataset folder `out` from poster folders/zips; returns its dataset.json content."""
+    """Build the dataset folder `out` from poster folders, zips and tars; returns its dataset.json content."""
     t0 = time.perf_counter()
     _check_out(out, force)
     sources = _open_sources(paths)
