@@ -98,6 +98,36 @@ def test_exif_rotation_is_applied(tmp_path: Path):
     assert img[0, 32, 42] > 200 and img[2, 32, 42] < 60  # red on the right
 
 
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
+    """Plain JPEGs skip Pillow's header parsing; the pixels must be Pillow's, bit for bit."""
+    import io
+
+    rng = np.random.default_rng(0)
+    cfg = PrepareConfig(size=40, fit=fit, aspect="2:3")
+    jpegs = {}
+    for i, (mode, size, save) in enumerate([("RGB", (182, 268), {}), ("RGB", (183, 271), {"progressive": True}),
+                                            ("L", (97, 301), {}), ("RGB", (640, 480), {"quality": 60})]):
+        pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).resize(size, Image.NEAREST).convert(mode).save(buf, "JPEG", **save)
+        jpegs[f"{mode}{i}"] = buf.getvalue()
+    fast = {k: ingest._decode_plain_jpeg(v, cfg) for k, v in jpegs.items()}
+    monkeypatch.setattr(ingest, "_decode_plain_jpeg", lambda data, cfg: None)
+    for name, data in jpegs.items():
+        reason, _, slow = ingest.decode_image(data, cfg)
+        assert reason == "ok" and fast[name] is not None and np.array_equal(fast[name], slow), name
+    monkeypatch.undo()
+    # Everything else goes to Pillow: CMYK, EXIF (may rotate), damage, size limits.
+    cmyk, exif = io.BytesIO(), io.BytesIO()
+    Image.new("CMYK", (100, 150)).save(cmyk, "JPEG")
+    Image.new("RGB", (100, 150)).save(exif, "JPEG", exif=Image.Exif())
+    plain = jpegs["RGB0"]
+    for data in (cmyk.getvalue(), exif.getvalue(), plain[:len(plain) // 2]):
+        assert ingest._decode_plain_jpeg(data, cfg) is None
+    assert ingest._decode_plain_jpeg(plain, PrepareConfig(size=40, max_pixels=1000)) is None
+
+
 @pytest.mark.parametrize("aspect,fit,shape", [("1:1", "crop", (3, 40, 40)), ("1:1", "pad", (3, 40, 40)),
                                               ("2:3", "crop", (3, 60, 40)), ("2:3", "pad", (3, 60, 40))])
 def test_shapes(tmp_path: Path, aspect: str, fit: str, shape):

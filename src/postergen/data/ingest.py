@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -126,13 +127,16 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def _fit(im: Image.Image, shape: tuple[int, int], fit: str) -> Image.Image:
+def _fit(im: Image.Image, shape: tuple[int, int], fit: str,
+         extent: tuple[float, float] | None = None) -> Image.Image:
     """Center crop (resize with a source box: one resampling pass) or letterbox to (H, W).
 
     Bilinear with antialiasing, as torchvision's Resize in the seed; 20% faster than bicubic here.
+    extent: the part of `im` that holds the whole picture, when a JPEG decoded at k/8 scale is a
+    fraction of a pixel wider or taller than the picture (182 px at 3/8 is 68.25 px, stored as 69).
     """
     H, W = shape
-    iw, ih = im.size
+    iw, ih = extent or im.size
     if fit == "crop":
         if iw * H > ih * W:  # wider than the target aspect: trim the sides
             bw = ih * W / H
@@ -144,7 +148,7 @@ def _fit(im: Image.Image, shape: tuple[int, int], fit: str) -> Image.Image:
     scale = min(W / iw, H / ih)
     nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
     canvas = Image.new("RGB", (W, H), (0, 0, 0))
-    canvas.paste(im.resize((nw, nh), Image.BILINEAR), ((W - nw) // 2, (H - nh) // 2))
+    canvas.paste(im.resize((nw, nh), Image.BILINEAR, box=(0.0, 0.0, iw, ih)), ((W - nw) // 2, (H - nh) // 2))
     return canvas
 
 
@@ -156,10 +160,38 @@ def _draft_size(w: int, h: int, shape: tuple[int, int], fit: str, transposed: bo
     return (need[1], need[0]) if transposed else need
 
 
+def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> np.ndarray | None:
+    """The common case, fast: a baseline/progressive YCbCr or grey JPEG without EXIF.
+
+    The same libjpeg-turbo decode at the same DCT scale as Pillow's draft (1, 1/2, 1/4 or 1/8; the
+    k/8 scales in between were measurably blurrier), without Pillow's Python header parsing, which
+    costs as much as the resize. Returns None for anything else (EXIF that may rotate, CMYK, size
+    limits, damage), which then takes the Pillow path with its exact reasons.
+    """
+    if not data.startswith(b"\xff\xd8") or b"Exif\x00\x00" in data[:65536]:
+        return None
+    try:
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace not in ("YCbCr", "Gray") or w * h > cfg.max_pixels or min(w, h) < cfg.min_side:
+            return None
+        need_w, need_h = _draft_size(w, h, cfg.shape, cfg.fit, False)
+        s = next(s for s in (8, 4, 2, 1) if -(-w // s) >= need_w and -(-h // s) >= need_h)
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-h // s), min_width=-(-w // s))
+    except ValueError:  # damaged or unusual: Pillow says what is wrong
+        return None
+    dh, dw = pixels.shape[:2]
+    k = next((k for k in range(1, 17) if -(-w * k // 8) == dw and -(-h * k // 8) == dh), 8 * dw / w)
+    out = _fit(Image.fromarray(pixels), cfg.shape, cfg.fit, extent=(w * k / 8, h * k / 8))
+    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+
+
 def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray | None]:
     """bytes -> ("ok", "", uint8 (3, H, W)) or ("reason", "detail", None)."""
     if not data:
         return "empty", "zero-byte file", None
+    fast = _decode_plain_jpeg(data, cfg)
+    if fast is not None:
+        return "ok", "", fast
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -177,12 +209,15 @@ def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray 
     transposed = orientation in (5, 6, 7, 8)
     ow, oh = (h, w) if transposed else (w, h)
     try:
+        extent = None
         if im.format == "JPEG":
-            im.draft(im.mode, _draft_size(ow, oh, cfg.shape, cfg.fit, transposed))
+            drafted = im.draft(im.mode, _draft_size(ow, oh, cfg.shape, cfg.fit, transposed))
+            extent = drafted[1][2:] if drafted else None  # the picture's part of the 1/s-scaled pixels
         im.load()
         if orientation != 1:  # exif_transpose copies even when there is nothing to do
             im = ImageOps.exif_transpose(im)
-        out = _fit(to_rgb(im), cfg.shape, cfg.fit)
+            extent = None  # rotated or flipped, the sliver may sit on another side: ignore it
+        out = _fit(to_rgb(im), cfg.shape, cfg.fit, extent)
     except Exception as e:  # truncated/corrupt data surfaces at load time as OSError, SyntaxError, ...
         return "corrupt", f"{type(e).__name__}: {e}", None
     return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
@@ -200,7 +235,8 @@ def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
 def _read_bytes(root: int, rel: str) -> bytes:
     src: _Source = _WORKER["sources"][root]
     if src.kind == "dir":
-        return (src.path / rel).read_bytes()
+        with open(os.path.join(src.path, rel), "rb") as f:  # not pathlib: its parsing is 5% of a decode
+            return f.read()
     archives = _WORKER["archives"]
     if root not in archives:
         archives[root] = _Archive(src)
@@ -413,7 +449,7 @@ def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConf
     pool = mp.get_context().Pool(cfg.workers, _init_worker, (cfg, sources, path)) if cfg.workers > 1 else None
     if pool is None:
         _init_worker(cfg, sources, path)
-    results = pool.imap(_work, tasks, chunksize=32) if pool else map(_work, tasks)
+    results = pool.imap(_work, tasks, chunksize=128) if pool else map(_work, tasks)
     try:
         for slot, (reason, detail, digest) in enumerate(tqdm(results, total=len(todo), unit="img",
                                                               desc="prepare", disable=None, smoothing=0.1)):
