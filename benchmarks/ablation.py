@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from common import POSTERGEN, built_in_dataset, final_row
 
 # name -> extra train flags (the stable preset's defaults otherwise; R1 is off in the preset).
 VARIANTS = {
@@ -33,11 +33,6 @@ VARIANTS = {
 }
 
 
-def tail_means(run: Path, keys=("d_real", "d_fake")) -> dict[str, float]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-5:]
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/ablation"))
@@ -49,12 +44,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = parser.parse_args()
-    pg = [sys.executable, "-m", "postergen"]
-    ds = args.out / f"dataset{args.size}"
-    if not (ds / "dataset.json").exists():
-        subprocess.run(pg + ["synth", str(args.out / "posters"), "--n", str(args.posters), "--force"], check=True)
-        subprocess.run(pg + ["prepare", str(args.out / "posters"), "-o", str(ds), "--size", str(args.size),
-                             "--force"], check=True)
+    pg = POSTERGEN
+    ds = built_in_dataset(args.out, args.posters, args.size)
     rows = []
     for i, (name, flags) in enumerate(VARIANTS.items()):
         if args.only and name not in args.only:
@@ -69,7 +60,7 @@ def main() -> None:
         subprocess.run(pg + ["evaluate", str(run), "--data", str(ds), "--n", str(args.n), "--device", args.device,
                              "--metrics", "swd,diversity"], check=True, stdout=subprocess.DEVNULL)
         metrics = json.loads((run / "eval.json").read_text())["metrics"]
-        rows.append((name, metrics["swd"]["mean"], metrics["diversity"]["ratio"], tail_means(run), minutes))
+        rows.append((name, metrics["swd"]["mean"], metrics["diversity"]["ratio"], final_row(run), minutes))
         print(f"{name}: SWD {rows[-1][1]:.1f}", file=sys.stderr, flush=True)
     print(f"| variant ({args.size} px, {args.kimg:g}k images, width {args.width}) | SWD mean | diversity / real "
           "| D(x) | D(G(z)) | train min |")

@@ -11,7 +11,6 @@ near 0 means collapse).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from common import POSTERGEN, built_in_dataset, final_row
 from postergen.data.dataset import open_dataset
 from postergen.weights import load_generator
 
@@ -38,13 +38,6 @@ def generated(run: Path, n: int = 256) -> torch.Tensor:
     z = torch.randn(n, config["model"]["z_dim"], generator=gen)
     with torch.no_grad():
         return (G(z, None) + 1) / 2
-
-
-def final_row(run: Path) -> dict:
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    tail = rows[-5:]
-    return {k: float(np.mean([r[k] for r in tail])) for k in ("d_real", "d_fake", "loss_d", "loss_g")} | \
-        {"kimg": rows[-1]["kimg"], "img_per_s": float(np.mean([r["img_per_s"] for r in rows[1:]] or [0]))}
 
 
 def figure(runs: dict[str, Path], path: Path) -> None:
@@ -76,11 +69,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="ngf = ndf for both (the seed's is 64)")
     parser.add_argument("--figure", type=Path, default=Path("docs/img/stable_vs_seed_128.png"))
     args = parser.parse_args()
-    pg = [sys.executable, "-m", "postergen"]
-    ds = args.out / f"dataset{args.size}"
-    if not (ds / "dataset.json").exists():
-        subprocess.run(pg + ["synth", str(args.out / "posters"), "--n", str(args.posters), "--force"], check=True)
-        subprocess.run(pg + ["prepare", str(args.out / "posters"), "-o", str(ds), "--size", str(args.size)], check=True)
+    pg = POSTERGEN
+    ds = built_in_dataset(args.out, args.posters, args.size)
     runs = {p: args.out / p for p in ("seed", "stable")}
     threads = max(1, (os.cpu_count() or 2) // len(runs))
     procs = [subprocess.Popen(pg + ["train", str(ds), "-o", str(run), "--preset", preset, "--kimg", str(args.kimg),

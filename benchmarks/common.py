@@ -1,0 +1,30 @@
+"""Helpers the training benchmarks share (imported as `common`: benchmarks run as scripts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+POSTERGEN = [sys.executable, "-m", "postergen"]
+
+
+def built_in_dataset(out: Path, posters: int, size: int) -> Path:
+    """OUT/dataset<size> from `posters` built-in posters; made once, reused by later runs."""
+    ds = out / f"dataset{size}"
+    if not (ds / "dataset.json").exists():
+        subprocess.run(POSTERGEN + ["synth", str(out / "posters"), "--n", str(posters), "--force"], check=True)
+        subprocess.run(POSTERGEN + ["prepare", str(out / "posters"), "-o", str(ds), "--size", str(size), "--force"],
+                       check=True)
+    return ds
+
+
+def final_row(run: Path) -> dict:
+    """The run's last five metric lines averaged, its images seen, and its mean speed."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    tail = rows[-5:]
+    return {k: float(np.mean([r[k] for r in tail])) for k in ("d_real", "d_fake", "loss_d", "loss_g")} | \
+        {"kimg": rows[-1]["kimg"], "img_per_s": float(np.mean([r["img_per_s"] for r in rows[1:]] or [0]))}
