@@ -166,7 +166,9 @@ def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:
 @torch.no_grad()
 def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> None:
     """G_ema += weight * (G - G_ema); weight = 1 - beta (a device tensor in a captured step)."""
-    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), weight)
+    ema, params = list(G_ema.parameters()), list(G.parameters())
+    # No foreach lerp takes one tensor weight (it would be read on the host); a list of it is fine.
+    torch._foreach_lerp_(ema, params, [weight] * len(ema) if isinstance(weight, torch.Tensor) else weight)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
 
