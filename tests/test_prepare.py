@@ -217,6 +217,10 @@ def test_tar_with_csv_and_subfolders(tmp_path: Path, cli):
     code, _, err = cli("prepare", tmp_path / "posters.tar.gz", "-o", tmp_path / "gz")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "compressed tar" in err
     assert not (tmp_path / "gz").exists()
+    whole = (tmp_path / "posters.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(whole[:len(whole) // 2])
+    code, _, err = cli("prepare", tmp_path / "cut.tar", "-o", tmp_path / "cut")
+    assert code == 2 and err.strip().endswith("cut.tar: unreadable tar archive (unexpected end of data)")
 
 
 def test_several_sources_and_worker_counts_agree(tmp_path: Path):
