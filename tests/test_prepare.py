@@ -103,6 +103,8 @@ def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
     """Plain JPEGs skip Pillow's header parsing; the pixels must be Pillow's, bit for bit."""
     import io
 
+    pytest.importorskip("simplejpeg")
+
     rng = np.random.default_rng(0)
     cfg = PrepareConfig(size=40, fit=fit, aspect="2:3")
     jpegs = {}

@@ -19,12 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from postergen.data.labels import LabelTable, normalize_genre, parse_label_csv, poster_key, read_label_csv
 from postergen.errors import UserError
+
+try:  # a dependency, but optional: without it Pillow decodes the same pixels, more slowly
+    import simplejpeg
+except ImportError:
+    simplejpeg = None
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -168,7 +172,7 @@ def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> np.ndarray | None:
     costs as much as the resize. Returns None for anything else (EXIF that may rotate, CMYK, size
     limits, damage), which then takes the Pillow path with its exact reasons.
     """
-    if not data.startswith(b"\xff\xd8") or b"Exif\x00\x00" in data[:65536]:
+    if simplejpeg is None or not data.startswith(b"\xff\xd8") or b"Exif\x00\x00" in data[:65536]:
         return None
     try:
         h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
