@@ -12,7 +12,6 @@ that already has its eval.json is reused, so an interrupted study continues wher
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import POSTERGEN, built_in_dataset, final_row
+from common import POSTERGEN, built_in_dataset, final_row, study_parser
 
 # name -> extra train flags (the stable preset's defaults otherwise; R1 is off in the preset).
 VARIANTS = {
@@ -36,12 +35,7 @@ VARIANTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/ablation"))
-    parser.add_argument("--posters", type=int, default=3000)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--kimg", type=float, default=48, help="thousands of images each variant sees")
-    parser.add_argument("--width", type=int, default=32, help="ngf = ndf (the seed's is 64)")
+    parser = study_parser(__doc__, out="out/ablation", posters=3000, size=64, kimg=48)
     parser.add_argument("--n", type=int, default=2000, help="posters per set for evaluate")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per variant and seed")

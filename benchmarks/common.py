@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -28,3 +29,14 @@ def final_row(run: Path) -> dict:
     tail = rows[-5:]
     return {k: float(np.mean([r[k] for r in tail])) for k in ("d_real", "d_fake", "loss_d", "loss_g")} | \
         {"kimg": rows[-1]["kimg"], "img_per_s": float(np.mean([r["img_per_s"] for r in rows[1:]] or [0]))}
+
+
+def study_parser(doc: str, out: str, posters: int, size: int, kimg: float) -> argparse.ArgumentParser:
+    """The options every training study has: where, how many posters, what size, how long, how wide."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--posters", type=int, default=posters)
+    parser.add_argument("--size", type=int, default=size)
+    parser.add_argument("--kimg", type=float, default=kimg, help="thousands of images each run sees")
+    parser.add_argument("--width", type=int, default=32, help="ngf = ndf (the seed's is 64)")
+    return parser

@@ -10,7 +10,6 @@ near 0 means collapse).
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import POSTERGEN, built_in_dataset, final_row
+from common import POSTERGEN, built_in_dataset, final_row, study_parser
 from postergen.data.dataset import open_dataset
 from postergen.weights import load_generator
 
@@ -61,12 +60,7 @@ def figure(runs: dict[str, Path], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/stable_vs_seed"))
-    parser.add_argument("--posters", type=int, default=4000)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--kimg", type=float, default=40, help="thousands of images each preset sees")
-    parser.add_argument("--width", type=int, default=32, help="ngf = ndf for both (the seed's is 64)")
+    parser = study_parser(__doc__, out="out/stable_vs_seed", posters=4000, size=128, kimg=40)
     parser.add_argument("--figure", type=Path, default=Path("docs/img/stable_vs_seed_128.png"))
     args = parser.parse_args()
     pg = POSTERGEN
