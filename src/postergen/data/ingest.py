@@ -136,8 +136,8 @@ def _fit(im: Image.Image, shape: tuple[int, int], fit: str,
     """Center crop (resize with a source box: one resampling pass) or letterbox to (H, W).
 
     Bilinear with antialiasing, as torchvision's Resize in the seed; 20% faster than bicubic here.
-    extent: the part of `im` that holds the whole picture, when a JPEG decoded at k/8 scale is a
-    fraction of a pixel wider or taller than the picture (182 px at 3/8 is 68.25 px, stored as 69).
+    extent: the part of `im` that holds the whole picture, when a JPEG decoded at reduced DCT scale
+    is a fraction of a pixel wider or taller than the picture (183 px at 1/2 is 91.5, stored as 92).
     """
     H, W = shape
     iw, ih = extent or im.size
