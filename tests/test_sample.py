@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from postergen.sample import sample
@@ -112,3 +114,17 @@ def test_interpolation_animation_and_strip(cli, tiny_run: Path, tmp_path: Path):
     assert anim.n_frames == 8  # 5 there + 3 back
     strip = Image.open(tmp_path / "i" / "horror-seed1-to-9.png")
     assert strip.size == (5 * 34 + 2, 34 + 2) and strip.text["postergen:interpolation"] == "1->9"
+
+
+def test_png_writer_writes_everything_and_reports_failures(tmp_path: Path):
+    from postergen.sample import PngWriter
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    with PngWriter(threads=2) as writer:
+        for i, img in enumerate(images):
+            writer.put(img, tmp_path / f"{i}.png")
+    assert all(np.array_equal(np.asarray(Image.open(tmp_path / f"{i}.png")), img.permute(1, 2, 0).numpy())
+               for i, img in enumerate(images))
+    with pytest.raises(FileNotFoundError):
+        with PngWriter(threads=2) as writer:
+            writer.put(images[0], tmp_path / "no-such-folder" / "a.png")

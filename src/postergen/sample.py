@@ -7,6 +7,8 @@ how many posters are drawn or in which order.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -68,9 +70,31 @@ def noise(seeds: list[int], z_dim: int, truncation: float | None = None) -> torc
     return torch.stack(out)  # (N, z_dim)
 
 
-def _save_png(img: torch.Tensor, path: Path, config: dict, seed: int | None, genres: str) -> None:
-    Image.fromarray(img.permute(1, 2, 0).numpy()).save(
-        path, pnginfo=png_info(str(config.get("source", "")), config.get("step"), seed, genres))
+class PngWriter:
+    """Writes uint8 (3, H, W) images as PNGs on background threads while G renders the next batch.
+
+    PNG encoding (zlib) releases the GIL, so it scales with the cores; leaving the `with` block
+    waits for every file and raises the first error.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or min(8, os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="png")
+        self.pending: list[Future] = []
+
+    def put(self, img: torch.Tensor, path: Path, pnginfo=None) -> None:
+        self.pending.append(self.pool.submit(
+            lambda: Image.fromarray(img.permute(1, 2, 0).numpy()).save(path, pnginfo=pnginfo)))
+
+    def __enter__(self) -> "PngWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] | None = None,
@@ -84,19 +108,20 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
     z = noise(seeds, config["model"]["z_dim"], truncation).to(dev)
     out.mkdir(parents=True, exist_ok=True)
     images, written = [], []
-    for label, vec in rows:
-        batch = render(G, z, vec, dev)  # (n, 3, H, W) uint8
-        batch = maybe_upscale(batch, upscale, dev)
-        images.append(batch)
-        for s, img in zip(seeds, batch) if singles else []:
-            written.append(out / f"{label}-seed{s}.png")
-            _save_png(img, written[-1], config, s, label)
+    source, step = str(config.get("source", "")), config.get("step")
+    with PngWriter() as writer:
+        for label, vec in rows:
+            batch = render(G, z, vec, dev)  # (n, 3, H, W) uint8
+            batch = maybe_upscale(batch, upscale, dev)
+            images.append(batch)
+            for s, img in zip(seeds, batch) if singles else []:
+                written.append(out / f"{label}-seed{s}.png")
+                writer.put(img, written[-1], png_info(source, step, s, label))
     grid_path = None
     if grid:
         grid_path = out / "grid.png"
         per_row = n if len(rows) > 1 or n <= 8 else 8
-        save_grid(torch.cat(images), per_row, grid_path,
-                  png_info(str(config.get("source", "")), config.get("step"), seed, ",".join(r[0] for r in rows)))
+        save_grid(torch.cat(images), per_row, grid_path, png_info(source, step, seed, ",".join(r[0] for r in rows)))
     return {"step": config.get("step"), "rows": [r[0] for r in rows], "files": written, "grid": grid_path}
 
 
