@@ -120,17 +120,18 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: list[torch.
     """(M, D), (M, D) descriptors -> mean over directions of mean |sorted proj a - sorted proj b|.
 
     The sort is numpy's: vectorised (x86-simd-sort), about 15x faster than torch's CPU sort on the
-    1.3M-long projections of 10k posters. `dirs_at_once` bounds memory (M x dirs_at_once floats).
+    1.3M-long projections of 10k posters, and about 3x faster again along contiguous rows, so the
+    projections are computed direction-major. `dirs_at_once` bounds memory (M x dirs_at_once floats).
     """
     assert a.shape == b.shape, "the two sets must hold as many descriptors"
     per_repeat = []
     for dirs in directions:
         total = 0.0
         for part in dirs.split(dirs_at_once, dim=1):
-            proj_a = (a @ part).cpu().numpy()  # (M, k): the 1-D distribution along each direction
-            proj_b = (b @ part).cpu().numpy()
-            proj_a.sort(axis=0)  # in place: no second 0.16 GB buffer per sort at 10k posters
-            proj_b.sort(axis=0)
+            proj_a = (part.T @ a.T).cpu().numpy()  # (k, M): the 1-D distribution along each direction
+            proj_b = (part.T @ b.T).cpu().numpy()
+            proj_a.sort(axis=1)  # in place: no second 0.16 GB buffer per sort at 10k posters
+            proj_b.sort(axis=1)
             np.abs(np.subtract(proj_a, proj_b, out=proj_a), out=proj_a)
             total += float(proj_a.sum(dtype=np.float64))
         per_repeat.append(total / (len(a) * dirs.shape[1]))
