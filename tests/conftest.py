@@ -50,16 +50,20 @@ def cli(capsys):
     return run
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
-    """48 built-in posters with genres at 32x32: the smallest dataset training tests need."""
+def built_in_dataset(root: Path, n: int, size: int) -> Path:
+    """ROOT/ds: n built-in posters (with genres) prepared at size x size, in this process."""
     from postergen.data.ingest import PrepareConfig, prepare
     from postergen.data.synth import generate
 
-    root = tmp_path_factory.mktemp("tiny")
-    generate(root / "posters", n=48, seed=0, workers=1)
-    prepare([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1))
+    generate(root / "posters", n=n, seed=0, workers=1)
+    prepare([root / "posters"], root / "ds", PrepareConfig(size=size, workers=1))
     return root / "ds"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """48 built-in posters with genres at 32x32: the smallest dataset training tests need."""
+    return built_in_dataset(tmp_path_factory.mktemp("tiny"), n=48, size=32)
 
 
 def tiny_train_args(**overrides) -> dict:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import built_in_dataset
 from postergen.errors import UserError
 from postergen.models.sr import SRConfig, build_sr
 from postergen.train.checkpoint import load_checkpoint
@@ -41,13 +42,7 @@ def tiny_sr_args(**overrides) -> dict:
 @pytest.fixture(scope="module")
 def hr_dataset(tmp_path_factory) -> Path:
     """24 built-in posters at 64x64: the high-resolution side of the pairs."""
-    from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.data.synth import generate
-
-    root = tmp_path_factory.mktemp("sr")
-    generate(root / "posters", n=24, seed=0, workers=1)
-    prepare([root / "posters"], root / "hr", PrepareConfig(size=64, workers=1))
-    return root / "hr"
+    return built_in_dataset(tmp_path_factory.mktemp("sr"), n=24, size=64)
 
 
 @pytest.fixture(scope="module")
