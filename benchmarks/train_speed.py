@@ -24,7 +24,7 @@ from postergen.config import from_preset
 from postergen.data.dataset import Batches, open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
-from postergen.train.loop import Meter, Models, Stepper, build
+from postergen.train.loop import Meter, Models, Stepper, build, step_runner
 
 
 class TutorialG(nn.Module):
@@ -119,14 +119,11 @@ def postergen_rate(dataset: Path, batch: int, device: str, steps: int, warmup: i
     with FlopCounterMode(display=False) as counter:  # one eager step
         stepper.step(0, *batches.get(0))
     flops = counter.get_total_flops() / batch
+    step = step_runner(stepper, Meter(dev), cuda_graph)  # as Trainer.run steps
     if cuda_graph:
         from postergen.train.graphs import GraphedStep
 
-        step = GraphedStep(stepper, Meter(dev))
         warmup = max(warmup, GraphedStep.WARMUP + 1)  # the eager warm-up steps and the capture
-    else:
-        meter = Meter(dev)
-        step = lambda s, real, genres: meter.add(s, stepper.step(s, real, genres))  # noqa: E731 (as Trainer.run)
     for s in range(1, warmup + 1):
         step(s, *batches.get(s))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

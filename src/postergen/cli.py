@@ -192,7 +192,8 @@ def _run_train(args: argparse.Namespace) -> int:
         say(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
               f"postergen train {args.dataset} -o {args.out} --resume", file=sys.stderr)
         return 130
-    graphs = f" ({summary['cuda_graph_replays']} steps replayed as CUDA graphs)" if "cuda_graph_replays" in summary else ""
+    replays = summary.get("cuda_graph_replays")
+    graphs = f" ({replays} steps replayed as CUDA graphs)" if replays is not None else ""
     say(f"done: step {summary['step']} on {summary['device']}{graphs}; samples in {summary['samples']}, "
         f"checkpoint {summary['latest']}")
     return 0

@@ -20,6 +20,7 @@ from torch import nn
 
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.errors import UserError
+from postergen.files import write_atomic
 from postergen.metrics import MetricInputs, get_metric
 from postergen.metrics.memorization import save_pairs
 from postergen.sample import load_generator, noise
@@ -133,8 +134,8 @@ def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list
 
     n: posters per set (generated and real), capped at the dataset size. metrics: names from
     postergen.metrics.METRICS (None = all of DEFAULT_METRICS). all_checkpoints: also record one
-    JSON line per step checkpoint in RUN/eval.jsonl (metric-vs-step curves; see record_curve_point). configs: per-metric
-    config objects by name, replacing that metric's defaults. echo: receives progress lines.
+    JSON line per step checkpoint in RUN/eval.jsonl (metric-vs-step curves; see record_curve_point).
+    configs: per-metric config objects by name, replacing that metric's defaults. echo: receives progress lines.
     Returns the newest checkpoint's result (as written to eval.json).
     """
     run = Path(run)
@@ -183,9 +184,7 @@ def record_curve_point(path: Path, result: dict) -> None:
             placed = True
     if not placed:
         out.append(json.dumps(result))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in out))
-    tmp.replace(path)
+    write_atomic(path, "".join(line + "\n" for line in out))
 
 
 def _jsonable(value):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from postergen import __version__
+from postergen.files import write_atomic
 from postergen.report import html, sections
 from postergen.train.diagnose import Finding, Thresholds, diagnose
 
@@ -41,7 +42,5 @@ def report(run: Path, out: Path | None = None, sample_n: int = 8, device: str = 
     footer = f"postergen {__version__} - report written {time.strftime('%Y-%m-%d %H:%M')}"
     out = Path(out) if out is not None else run / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html.page(f"postergen report: {run.name}", body, footer), encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, html.page(f"postergen report: {run.name}", body, footer))
     return out

@@ -304,6 +304,16 @@ class Meter:
         return dict(zip(self.KEYS, values))
 
 
+def step_runner(stepper: Stepper, meter: Meter, cuda_graph: bool = False):
+    """The loop's per-step call, (step, real, genres) -> None: the plain step feeding the meter, or
+    (cuda_graph) its CUDA-graph replay (train/graphs.py)."""
+    if cuda_graph:
+        from postergen.train.graphs import GraphedStep
+
+        return GraphedStep(stepper, meter)
+    return lambda step, real, genres: meter.add(step, stepper.step(step, real, genres))
+
+
 # ---------------------------------------------------------------------------------------------
 # Samples
 
@@ -438,11 +448,7 @@ class Trainer:
         self.stepper = Stepper(self.m, self.cfg, self.device, conditional=model_cfg.n_genres > 0,
                                world=self.dist.world)
         self.meter = Meter(self.device, self.dist)
-        self.graphed = None
-        if self.cfg.cuda_graph:
-            from postergen.train.graphs import GraphedStep
-
-            self.graphed = GraphedStep(self.stepper, self.meter)
+        self.step_fn = step_runner(self.stepper, self.meter, self.cfg.cuda_graph)
         self.outputs = _Outputs(run, self.state, self.cfg.tensorboard) if self.dist.main else None
         self.fixed = fixed_inputs(model_cfg, self.state.genres, self.cfg.seed, self.device)
         self.ds_info = {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}
@@ -496,10 +502,7 @@ class Trainer:
             with StopFlag() as stop:
                 while self.step < cfg.steps and not stopped:
                     real, genres = self.batches.get(self.step)
-                    if self.graphed is not None:
-                        self.graphed(self.step, real, genres)
-                    else:
-                        self.meter.add(self.step, self.stepper.step(self.step, real, genres))
+                    self.step_fn(self.step, real, genres)
                     self.step += 1
                     seen += real.shape[0]
                     bar.update(1)
@@ -528,8 +531,8 @@ class Trainer:
         out = {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
                "world_size": self.dist.world, "samples": str(self.run_dir / "samples"),
                "latest": str(self.run_dir / "checkpoints" / "latest.pt")}
-        if self.graphed is not None:
-            out["cuda_graph_replays"] = self.graphed.replays
+        if self.cfg.cuda_graph:
+            out["cuda_graph_replays"] = self.step_fn.replays
         if self.dist.enabled and self.dist.main:
             # Ranks must end with bit-identical weights; recorded so a test (or a person) can check.
             (self.run_dir / "ddp.json").write_text(json.dumps({"world_size": self.dist.world, "step": self.step,

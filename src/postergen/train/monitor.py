@@ -7,6 +7,7 @@ import json
 from collections import deque
 from pathlib import Path
 
+from postergen.files import write_atomic
 from postergen.train.diagnose import ADVICE_D, Thresholds, d_overpowering
 
 
@@ -32,9 +33,7 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
 
     if not rows:
         return
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    tmp.write_bytes(loss_plot(rows, d_overpowering(rows)))
-    tmp.replace(path)
+    write_atomic(path, loss_plot(rows, d_overpowering(rows)))
 
 
 class FailureWatch:
