@@ -172,7 +172,7 @@ def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> np.ndarray | None:
     costs as much as the resize. Returns None for anything else (EXIF that may rotate, CMYK, size
     limits, damage), which then takes the Pillow path with its exact reasons.
     """
-    if simplejpeg is None or not data.startswith(b"\xff\xd8") or b"Exif\x00\x00" in data[:65536]:
+    if simplejpeg is None or not data.startswith(b"\xff\xd8") or data.find(b"Exif\x00\x00", 0, 65536) >= 0:
         return None
     try:
         h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
