@@ -109,7 +109,8 @@ def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
     cfg = PrepareConfig(size=40, fit=fit, aspect="2:3")
     jpegs = {}
     for i, (mode, size, save) in enumerate([("RGB", (182, 268), {}), ("RGB", (183, 271), {"progressive": True}),
-                                            ("L", (97, 301), {}), ("RGB", (640, 480), {"quality": 60})]):
+                                            ("L", (97, 301), {}), ("RGB", (640, 480), {"quality": 60}),
+                                            ("RGB", (33, 47), {})]):  # smaller than the output: upscaled
         pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
         buf = io.BytesIO()
         Image.fromarray(pixels).resize(size, Image.NEAREST).convert(mode).save(buf, "JPEG", **save)
@@ -117,8 +118,9 @@ def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
     fast = {k: ingest._decode_plain_jpeg(v, cfg) for k, v in jpegs.items()}
     monkeypatch.setattr(ingest, "_decode_plain_jpeg", lambda data, cfg: None)
     for name, data in jpegs.items():
-        reason, _, slow = ingest.decode_image(data, cfg)
-        assert reason == "ok" and fast[name] is not None and np.array_equal(fast[name], slow), name
+        reason, note, slow = ingest.decode_image(data, cfg)
+        assert reason == "ok" and fast[name] is not None and np.array_equal(fast[name][0], slow), name
+        assert fast[name][1] == note and note.startswith("upscaled") == name.endswith("4"), name
     monkeypatch.undo()
     # Everything else goes to Pillow: CMYK, EXIF (may rotate), damage, size limits.
     cmyk, exif = io.BytesIO(), io.BytesIO()
@@ -247,7 +249,7 @@ def test_force_and_existing_folders(tmp_path: Path):
     precious = tmp_path / "precious"
     (precious / "thesis.txt").parent.mkdir()
     (precious / "thesis.txt").write_text("years of work")
-    with pytest.raises(UserError, match="not a dataset folder"):
+    with pytest.raises(UserError, match="not made by postergen as a dataset"):
         prepare([src], precious, PrepareConfig(size=32), force=True)
     assert (precious / "thesis.txt").exists()
 

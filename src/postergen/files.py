@@ -1,15 +1,150 @@
-"""Writing files a reader may open at any moment (the studio, a browser, a second command)."""
+"""Writing files and folders without losing data (docs/faults.md).
+
+Every file postergen writes goes to a hidden temporary name beside its target and is renamed over
+it only when complete, so a reader (the studio, a browser, a second command) and a full disk both
+see the old file or the new one, never half of one; a failed write removes its temporary file.
+Folders postergen makes carry a marker file, and `--force` replaces only folders that have it.
+"""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from postergen.errors import UserError
+
+MARKER = ".postergen"  # {"kind": "dataset" | "run" | "synth"}: this folder is postergen's to replace
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a hidden temporary file beside `path`, then rename: readers see the old file or the new."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    tmp.replace(path)
+def _tmp_name(path: Path) -> Path:
+    # pid and thread: several processes or PNG-writer threads may write beside one another
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a crash after it cannot bring back the old name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replacing(path: Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s new content to; on success it is renamed over `path`,
+    on any error (disk full included) it is removed and `path` is untouched. durable: fsync first."""
+    path = Path(path)
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: str | bytes, durable: bool = False) -> None:
+    """Replace `path` with `data` all at once: readers see the old file or the new."""
+    with replacing(path, durable) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def save_image(image, path: Path, format: str | None = None, **options) -> None:
+    """A PIL image -> file, atomically: encoded in memory first, so a full disk leaves no empty PNG."""
+    buf = io.BytesIO()
+    image.save(buf, format=format or _image_format(path), **options)
+    write_atomic(path, buf.getvalue())
+
+
+def _image_format(path: Path) -> str:
+    ext = Path(path).suffix.lower().lstrip(".")
+    return {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}.get(ext, "PNG")
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders postergen owns
+
+def mark_owned(folder: Path, kind: str) -> None:
+    """Record that postergen made `folder` (a dataset, run or synth folder), so --force may replace it."""
+    from postergen import __version__
+
+    write_atomic(Path(folder) / MARKER, json.dumps({"kind": kind, "postergen": __version__}) + "\n")
+
+
+def owned_kind(folder: Path) -> str | None:
+    """The kind in `folder`'s marker, or, for folders made before markers existed, the kind their own
+    files prove (dataset.json of our format, a run's config.json, synth's CSV + images/); else None."""
+    folder = Path(folder)
+    try:
+        return json.loads((folder / MARKER).read_text())["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        if json.loads((folder / "dataset.json").read_text()).get("format", "").startswith("postergen-dataset"):
+            return "dataset"
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        if "postergen" in json.loads((folder / "config.json").read_text()):
+            return "run"
+    except (OSError, ValueError, TypeError):
+        pass
+    if (folder / "MovieGenre.csv").is_file() and (folder / "images").is_dir():
+        return "synth"
+    return None
+
+
+def check_output_folder(out: Path, kind: str, force: bool, what: str) -> bool:
+    """Whether `out` may be written as a new `kind` folder; returns True when it exists and --force
+    will replace it. A regular file, or a non-empty folder postergen did not make, is never replaced."""
+    out = Path(out)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise UserError(f"{out} is a file, not a {what} folder; choose another output")
+    if not any(out.iterdir()):
+        return False
+    if not force:
+        raise UserError(f"{out} exists; use --force to replace it")
+    found = owned_kind(out)
+    if found != kind:
+        made = f"is a postergen {found} folder, not a {what}" if found else f"was not made by postergen as a {what}"
+        raise UserError(f"{out} {made}; --force replaces only {what} folders postergen made, choose another output")
+    return True
+
+
+def check_apart(out: Path, sources: list[Path], what: str = "source") -> None:
+    """Refuse an output that is, contains, or lies inside one of `sources`: replacing it would
+    delete the user's files, or the output would be read back as input."""
+    o = Path(out).resolve()
+    for src in sources:
+        s = Path(src).resolve()
+        if o == s:
+            raise UserError(f"{out}: the output cannot be the {what} itself; choose another output folder")
+        if s.is_relative_to(o):
+            raise UserError(f"{out}: the output folder contains the {what} {src}; choose another output folder")
+        if o.is_relative_to(s) and s.is_dir():
+            raise UserError(f"{out}: the output folder lies inside the {what} {src}; choose another output folder")
+
+
+def os_error(e: OSError, path: Path | str | None = None) -> str:
+    """'PATH: cause' for an OSError, e.g. 'data/images.npy: No space left on device'."""
+    where = e.filename if e.filename is not None else path
+    cause = e.strerror or str(e) or type(e).__name__
+    return f"{where}: {cause}" if where is not None else cause

@@ -94,6 +94,9 @@ def describe(path: Path) -> str:
     lines.append(f"skipped   {sum(reasons.values())}")
     for reason, n in reasons.most_common():
         lines.append(f"  {reason:<18} {n:>7}")
+    upscaled = meta.get("upscaled", [])
+    if upscaled:
+        lines.append(f"upscaled  {len(upscaled)} (kept, but smaller than {W}x{H}: enlarged, may look soft)")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ Every candidate image ends up either in `images.npy` or in `dataset.json` `skipp
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -15,7 +16,10 @@ import shutil
 import tarfile
 import time
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -24,6 +28,7 @@ from tqdm import tqdm
 
 from postergen.data.labels import LabelTable, normalize_genre, parse_label_csv, poster_key, read_label_csv
 from postergen.errors import UserError
+from postergen.files import MARKER, check_apart, check_output_folder, mark_owned, write_atomic
 
 try:  # a dependency, but optional: without it Pillow decodes the same pixels, more slowly
     import simplejpeg
@@ -84,10 +89,17 @@ class _Archive:
     def names(self) -> list[str]:
         return sorted(self._members)
 
+    def size(self, rel: str) -> int:
+        """Stored (uncompressed) size in bytes, from the archive's index: nothing is read."""
+        m = self._members[rel]
+        return m.file_size if self.src.kind == "zip" else m.size
+
+    def open(self, rel: str):
+        return self._zip.open(rel) if self.src.kind == "zip" else self._tar.extractfile(self._members[rel])
+
     def read(self, rel: str) -> bytes:
-        if self.src.kind == "zip":
-            return self._zip.read(rel)
-        return self._tar.extractfile(self._members[rel]).read()
+        with self.open(rel) as f:
+            return f.read()
 
     def close(self) -> None:
         (self._zip if self.src.kind == "zip" else self._tar).close()
@@ -164,7 +176,14 @@ def _draft_size(w: int, h: int, shape: tuple[int, int], fit: str, transposed: bo
     return (need[1], need[0]) if transposed else need
 
 
-def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> np.ndarray | None:
+def _upscale_note(w: int, h: int, cfg: PrepareConfig) -> str:
+    """Posters smaller than the output are enlarged (kept, not skipped); dataset.json lists them."""
+    H, W = cfg.shape
+    scale = max(W / w, H / h) if cfg.fit == "crop" else min(W / w, H / h)
+    return f"upscaled {scale:.2f}x from {w}x{h}" if scale > 1 else ""
+
+
+def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> tuple[np.ndarray, str] | None:
     """The common case, fast: a baseline/progressive YCbCr or grey JPEG without EXIF.
 
     The same libjpeg-turbo decode at the same DCT scale as Pillow's draft (1, 1/2, 1/4 or 1/8; the
@@ -179,23 +198,24 @@ def _decode_plain_jpeg(data: bytes, cfg: PrepareConfig) -> np.ndarray | None:
         if colorspace not in ("YCbCr", "Gray") or w * h > cfg.max_pixels or min(w, h) < cfg.min_side:
             return None
         need_w, need_h = _draft_size(w, h, cfg.shape, cfg.fit, False)
-        s = next(s for s in (8, 4, 2, 1) if -(-w // s) >= need_w and -(-h // s) >= need_h)
+        # smaller than the output: no DCT scale is large enough, decode whole and let the fit upscale
+        s = next((s for s in (8, 4, 2, 1) if -(-w // s) >= need_w and -(-h // s) >= need_h), 1)
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-h // s), min_width=-(-w // s))
     except ValueError:  # damaged or unusual: Pillow says what is wrong
         return None
     dh, dw = pixels.shape[:2]
     k = next((k for k in range(1, 17) if -(-w * k // 8) == dw and -(-h * k // 8) == dh), 8 * dw / w)
     out = _fit(Image.fromarray(pixels), cfg.shape, cfg.fit, extent=(w * k / 8, h * k / 8))
-    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1), _upscale_note(w, h, cfg)
 
 
 def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray | None]:
-    """bytes -> ("ok", "", uint8 (3, H, W)) or ("reason", "detail", None)."""
+    """bytes -> ("ok", "" or "upscaled ...", uint8 (3, H, W)) or ("reason", "detail", None)."""
     if not data:
         return "empty", "zero-byte file", None
     fast = _decode_plain_jpeg(data, cfg)
     if fast is not None:
-        return "ok", "", fast
+        return "ok", fast[1], fast[0]
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -224,10 +244,15 @@ def decode_image(data: bytes, cfg: PrepareConfig) -> tuple[str, str, np.ndarray 
         out = _fit(to_rgb(im), cfg.shape, cfg.fit, extent)
     except Exception as e:  # truncated/corrupt data surfaces at load time as OSError, SyntaxError, ...
         return "corrupt", f"{type(e).__name__}: {e}", None
-    return "ok", "", np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+    return "ok", _upscale_note(ow, oh, cfg), np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
 
 
 _WORKER: dict = {}  # per-process state set by _init_worker: config, sources, output map, open archives
+_HEAD = 1 << 16  # bytes read before the rest of a large file: enough for nearly every image header
+
+
+class _Skip(Exception):
+    """A candidate that cannot be used: args are (reason, detail) for dataset.json's `skipped`."""
 
 
 def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
@@ -236,25 +261,64 @@ def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
     _WORKER.update(cfg=cfg, sources=sources, archives={}, out=np.load(out, mmap_mode="r+"))
 
 
+def max_file_bytes(cfg: PrepareConfig) -> int:
+    """The largest file a picture within --max-pixels can be (uncompressed 16-bit RGBA, 8 bytes a
+    pixel, plus 1 MiB of metadata): larger files are skipped unread, so memory per file is bounded."""
+    return cfg.max_pixels * 8 + (1 << 20)
+
+
+def _check_header(head: bytes, cfg: PrepareConfig) -> None:
+    """Refuse an over-large picture from its first bytes, before the rest is read into memory."""
+    try:
+        w, h = Image.open(io.BytesIO(head)).size
+    except Exception:  # header beyond the first bytes, or not an image: the full decode says what is wrong
+        return
+    if w * h > cfg.max_pixels:
+        raise _Skip("too-large", f"{w}x{h} pixels is above --max-pixels {cfg.max_pixels} (read from the header)")
+
+
 def _read_bytes(root: int, rel: str) -> bytes:
     src: _Source = _WORKER["sources"][root]
+    cfg: PrepareConfig = _WORKER["cfg"]
     if src.kind == "dir":
-        with open(os.path.join(src.path, rel), "rb") as f:  # not pathlib: its parsing is 5% of a decode
-            return f.read()
-    archives = _WORKER["archives"]
-    if root not in archives:
-        archives[root] = _Archive(src)
-    return archives[root].read(rel)
+        f = open(os.path.join(src.path, rel), "rb")  # not pathlib: its parsing is 5% of a decode
+        size = os.fstat(f.fileno()).st_size
+    else:
+        archives = _WORKER["archives"]
+        if root not in archives:
+            archives[root] = _Archive(src)
+        size, f = archives[root].size(rel), archives[root].open(rel)
+    limit = max_file_bytes(cfg)
+    with f:
+        if size > limit:
+            raise _Skip("too-large", f"{size / 2**20:.0f} MiB file: larger than any picture within "
+                                     f"--max-pixels {cfg.max_pixels} can be ({limit / 2**20:.0f} MiB)")
+        data = f.read(_HEAD)
+        if len(data) == _HEAD:  # a large file: look at its header before reading the rest
+            _check_header(data, cfg)
+            data += f.read(limit + 1 - _HEAD)
+    if len(data) > limit:  # an archive index can understate a member's size
+        raise _Skip("too-large", f"more than {limit / 2**20:.0f} MiB: larger than any picture within "
+                                 f"--max-pixels {cfg.max_pixels} can be")
+    return data
 
 
 def _work(task: tuple[int, int, str]) -> tuple[str, str, bytes]:
-    """Decode candidate into row `slot` of the output -> (reason or "ok", detail, content hash)."""
+    """Decode candidate into row `slot` of the output -> (reason or "ok", detail, content hash).
+
+    Never raises: whatever goes wrong costs this one poster, with its reason, not the rest of a chunk.
+    """
     slot, root, rel = task
     try:
         data = _read_bytes(root, rel)
+    except _Skip as e:
+        return e.args[0], e.args[1], b""
     except Exception as e:
         return "unreadable", f"{type(e).__name__}: {e}", b""
-    reason, detail, arr = decode_image(data, _WORKER["cfg"])
+    try:
+        reason, detail, arr = decode_image(data, _WORKER["cfg"])
+    except Exception as e:  # a decoder fault (even StopIteration, which would end an imap silently)
+        return "decode-error", f"{type(e).__name__}: {e}", b""
     if arr is not None:
         _WORKER["out"][slot] = arr
     return reason, detail, hashlib.blake2b(data, digest_size=16).digest()
@@ -298,7 +362,7 @@ def _list_files(src: _Source) -> list[str]:
     out = []
     for dirpath, _, names in os.walk(src.path):
         rel_dir = Path(dirpath).relative_to(src.path)
-        out.extend((rel_dir / n).as_posix() for n in names)
+        out.extend((rel_dir / n).as_posix() for n in names if n != MARKER)
     return sorted(out)
 
 
@@ -410,13 +474,28 @@ def _select_genres(candidates: list[_Candidate], wanted: list[str] | None) -> tu
 # ---------------------------------------------------------------------------------------------
 # Writing the dataset folder
 
-def _check_out(out: Path, force: bool) -> None:
-    if not out.exists():
-        return
-    if not force:
-        raise UserError(f"{out} exists; use --force to replace it")
-    if out.is_dir() and any(out.iterdir()) and not (out / "dataset.json").exists():
-        raise UserError(f"{out} is not a dataset folder; refusing to replace it")
+def _check_out(out: Path, force: bool, sources: list[Path], labels: Path | None) -> None:
+    """Before any work: the output must not touch a source, and --force replaces only a dataset
+    folder postergen made (its marker file), never a source, an arbitrary folder or a file."""
+    check_apart(out, sources + ([labels] if labels is not None else []))
+    check_output_folder(out, "dataset", force, "dataset")
+
+
+def _preallocate(path: Path) -> None:
+    """Reserve the memory map's blocks now: a full disk is then one error here, before decoding, not
+    a SIGBUS in whichever process first writes to a page the file system cannot back."""
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+            return
+        except (AttributeError, OSError) as e:  # no fallocate here (macOS, some network file systems)
+            if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+        zeros = bytes(1 << 22)
+        for offset in range(0, size, len(zeros)):  # writing the blocks reserves them just as well
+            f.write(zeros[:min(len(zeros), size - offset)])
+        f.flush()
 
 
 def _shrink_npy(path: Path, count: int, item_shape: tuple[int, ...]) -> None:
@@ -441,22 +520,30 @@ def _shrink_npy(path: Path, count: int, item_shape: tuple[int, ...]) -> None:
 def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConfig, tmp: Path):
     """Decode into tmp/images.npy (row i = candidate i), then close the gaps skips left.
 
-    Returns the kept candidates in output order and the skipped entries.
+    Returns the kept candidates in output order, the skipped entries and the upscaled entries.
+    Every candidate ends as exactly one of kept or skipped (checked: nothing is dropped silently).
     """
     H, W = cfg.shape
     path = tmp / "images.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(todo), 3, H, W)).flush()
+    _preallocate(path)
     kept_slots: list[int] = []
     skipped: list[dict] = []
+    upscaled: list[dict] = []
     first_of: dict[bytes, int] = {}
     tasks = [(i, c.root, c.rel) for i, c in enumerate(todo)]
-    pool = mp.get_context().Pool(cfg.workers, _init_worker, (cfg, sources, path)) if cfg.workers > 1 else None
-    if pool is None:
+    pool = None
+    if cfg.workers > 1:  # an Executor, not mp.Pool: a worker that dies raises here instead of hanging
+        pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context(), initializer=_init_worker,
+                                   initargs=(cfg, sources, path))
+    else:
         _init_worker(cfg, sources, path)
-    results = pool.imap(_work, tasks, chunksize=128) if pool else map(_work, tasks)
+    results = pool.map(_work, tasks, chunksize=128) if pool else map(_work, tasks)
+    done = 0
     try:
         for slot, (reason, detail, digest) in enumerate(tqdm(results, total=len(todo), unit="img",
                                                               desc="prepare", disable=None, smoothing=0.1)):
+            done += 1
             c = todo[slot]
             if reason != "ok":
                 skipped.append(_skip(sources, c.root, c.rel, reason, detail))
@@ -468,13 +555,30 @@ def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConf
             else:
                 first_of[digest] = slot
                 kept_slots.append(slot)
+                if detail:
+                    upscaled.append({"path": _source_name(sources, c.root, c.rel), "detail": detail})
+    except BrokenProcessPool:
+        raise UserError(f"a decoding process died after {done} of {len(todo)} images (out of memory?); "
+                        "nothing was written. Try fewer --workers") from None
     finally:
         if pool:
-            pool.terminate()
-            pool.join()
+            _stop_pool(pool)
         _WORKER.clear()
+    if done != len(todo):  # a bug, never a user error: refuse to write a dataset that lost posters
+        raise RuntimeError(f"prepare accounted for {done} of {len(todo)} images; nothing was written")
     _compact(path, kept_slots, (3, H, W))
-    return [todo[i] for i in kept_slots], skipped
+    return [todo[i] for i in kept_slots], skipped, upscaled
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut down now: on an error or Ctrl-C the queued chunks are cancelled and running ones killed."""
+    procs = list(getattr(pool, "_processes", {}).values())  # no public terminate before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join()
 
 
 def _compact(path: Path, kept_slots: list[int], item_shape: tuple[int, ...]) -> None:
@@ -489,7 +593,7 @@ def _compact(path: Path, kept_slots: list[int], item_shape: tuple[int, ...]) -> 
 
 
 def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: PrepareConfig,
-                skipped: list[dict], extra: dict) -> dict:
+                skipped: list[dict], upscaled: list[dict], extra: dict) -> dict:
     names = sorted(set().union(*(c.genres for c in kept))) if kept else []
     col = {g: j for j, g in enumerate(names)}
     labels = np.zeros((len(kept), len(names)), dtype=np.uint8)
@@ -505,43 +609,68 @@ def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: 
         "genres": [{"name": g, "count": int(n)} for g, n in zip(names, counts)],
         "sources": [_source_name(sources, c.root, c.rel) for c in kept],
         "skipped": skipped,
+        "upscaled": upscaled,  # kept, but smaller than the output: enlarged (may look soft)
         "prepare": {**settings, "roots": [str(s.path) for s in sources], **extra},
     }
+    mark_owned(tmp, "dataset")
     # dataset.json is written last and fsynced: a folder without it is not a dataset.
-    with open(tmp / "dataset.json", "w") as f:
-        json.dump(meta, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    write_atomic(tmp / "dataset.json", json.dumps(meta, indent=1), durable=True)
     return meta
 
 
 def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = False) -> dict:
-    """Build the dataset folder `out` from poster folders, zips and tars; returns its dataset.json content."""
+    """Build the dataset folder `out` from poster folders, zips and tars; returns its dataset.json content.
+
+    Nothing is written until the new dataset is complete; it then replaces `out` in one rename. On
+    any failure (a full disk included) the temporary folder is removed and `out` is as it was.
+    """
     t0 = time.perf_counter()
-    _check_out(out, force)
+    _check_out(out, force, list(paths), cfg.labels)
     sources = _open_sources(paths)
     candidates, skipped, other, origin = _collect(sources, cfg)
     if not candidates:
         raise UserError(f"no images found in {', '.join(str(p) for p in paths)}")
     todo, filtered = _select_genres(candidates, cfg.genres)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        kept, bad = _decode_all(todo, sources, cfg, tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(out)
+        tmp.mkdir()
+        kept, bad, upscaled = _decode_all(todo, sources, cfg, tmp)
         skipped.extend(bad)
         if not kept:
             reasons = sorted({s["reason"] for s in bad})
             raise UserError(f"no usable images: all {len(todo)} were skipped ({', '.join(reasons)})")
         extra = {"labels_from": origin, "filtered_by_genre": filtered, "non_image_files": other,
                  "seconds": round(time.perf_counter() - t0, 3)}
-        meta = _write_meta(tmp, kept, sources, cfg, skipped, extra)
+        meta = _write_meta(tmp, kept, sources, cfg, skipped, upscaled, extra)
         _replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept_old = " (the existing dataset is unchanged)" if out.exists() else ""
+        raise UserError(f"{out}: {e.strerror or e} while writing; nothing was written{kept_old}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def _remove_stale(out: Path) -> None:
+    """Temporary folders of earlier prepare runs into `out` that were killed (their process is gone)."""
+    for tmp in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)) and ((tmp / "images.npy").exists() or (tmp / MARKER).exists()):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -550,6 +679,10 @@ def _replace(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
         return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.is_dir() and not any(out.iterdir()):  # an empty folder the user made for us
+        out.rmdir()
+        os.replace(tmp, out)
+        return
     os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 from tqdm import tqdm
 
 from postergen.errors import UserError
+from postergen.files import check_output_folder, mark_owned
 
 W, H = 182, 268  # the Kaggle poster files' size
 JPEG_QUALITY = 90
@@ -720,15 +721,7 @@ def _render_all(images: Path, n: int, seed: int, workers: int) -> list[list[str]
 
 def _check_target(out: Path, force: bool) -> None:
     """Refuse to overwrite without --force, and never delete a folder that is not ours even with it."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not force:
-        raise UserError(f"{out} exists; use --force to replace it")
-    if not ((out / CSV_NAME).is_file() or (out / "images").is_dir()):
-        raise UserError(f"{out} does not look like a synth output (no {CSV_NAME} or images/); "
-                        "refusing to delete it, choose another folder")
+    check_output_folder(out, "synth", force, "synth output")
 
 
 def generate(out: Path, n: int, seed: int = 0, workers: int | None = None, force: bool = False) -> dict:
@@ -757,6 +750,7 @@ def generate(out: Path, n: int, seed: int = 0, workers: int | None = None, force
             writer = csv.writer(f)
             writer.writerow(CSV_HEADER)
             writer.writerows(rows)
+        mark_owned(tmp, "synth")
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
