@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
-import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from postergen.errors import UserError
+from postergen.files import replacing
+from postergen.runfolder import step_files  # noqa: F401 (re-exported: callers list checkpoints here)
 
 FORMAT = "postergen-checkpoint/1"
-_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
 def rng_state() -> dict:
@@ -44,37 +44,28 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_save(obj: dict, path: Path) -> None:
-    """torch.save to a temp file, fsync, rename: a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    """torch.save to a temp file, fsync, rename: a crash or a full disk leaves the old file, never half."""
+    with replacing(path, durable=True) as tmp:
+        try:
+            with open(tmp, "wb") as f:  # a Python file: its OSError (disk full) stays in the chain
+                torch.save(obj, f)
+        except RuntimeError as e:  # torch's writer wraps a failed write in a RuntimeError
+            cause = e.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _link_latest(step_file: Path, latest: Path) -> None:
-    """Point latest.pt at the new step file: a hard link swapped in atomically (no second write)."""
-    tmp = latest.with_name(f".{latest.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(step_file, tmp)
-    except OSError:  # file systems without hard links: copy
-        import shutil
-        shutil.copyfile(step_file, tmp)
-    os.replace(tmp, latest)
+def _copy_latest(step_file: Path, latest: Path) -> None:
+    """latest.pt as a file of its own (not a link: damage to one must not reach the other), swapped in
+    atomically; a copy of bytes just written, so no second serialisation."""
+    with replacing(latest, durable=True) as tmp:
+        try:
+            shutil.copyfile(step_file, tmp)
+        except OSError as e:  # copyfile may name its source; the file that could not be written is latest
+            raise OSError(e.errno, e.strerror or str(e), str(latest)) from None
 
 
 def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
@@ -82,21 +73,15 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:07d}.pt"
     atomic_save({"format": FORMAT, **state}, path)
-    _link_latest(path, folder / "latest.pt")
+    try:
+        _copy_latest(path, folder / "latest.pt")
+    except BaseException:  # all or nothing: the newest step file and latest.pt always agree
+        path.unlink(missing_ok=True)
+        raise
     steps = sorted(step_files(folder))
     for old in steps[:-keep] if keep > 0 else steps[:-1]:
         (folder / f"step-{old:07d}.pt").unlink(missing_ok=True)
     return path
-
-
-def step_files(folder: Path) -> dict[int, Path]:
-    """{step: path} of the step checkpoints in a folder."""
-    out = {}
-    for p in folder.glob("step-*.pt") if folder.is_dir() else []:
-        m = _STEP_FILE.match(p.name)
-        if m:
-            out[int(m.group(1))] = p
-    return out
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -22,7 +22,9 @@ from postergen import __version__
 from postergen.config import RUN_FIXED, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
 from postergen.errors import UserError
+from postergen.files import os_error, save_image, write_atomic
 from postergen.models.dcgan import ModelConfig, build_models
+from postergen.runfolder import RunFolder
 from postergen.train import checkpoint as ckpt
 from postergen.train.augment import diff_augment
 from postergen.train.losses import bce_d, get_loss, r1_penalty
@@ -63,8 +65,8 @@ class RunState:
 
 def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, force: bool,
               changed: set[str], dist: Dist = Dist()) -> RunState:
-    """New run: write config.json. --resume: the run's own config, with only duration/logging changed."""
-    latest = run / "checkpoints" / "latest.pt"
+    """New run: clear the folder of any old run, write config.json. --resume: the run's own config,
+    with only duration/logging changed. Rank 0 holds the run's lock while this runs."""
     if resume:
         state = ckpt.load_latest(run)
         saved = state["config"]
@@ -73,16 +75,15 @@ def setup_run(run: Path, cfg: TrainConfig, ds: PosterDataset, resume: bool, forc
         cfg = TrainConfig(**merged)
         _check_same_data(saved, ds, run)
         return RunState(cfg, ModelConfig(**saved["model"]), saved["genres"], state["step"], state)
-    if latest.exists() and not force:
+    folder = RunFolder(run)
+    if folder.has_checkpoints() and not force:
         raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
     H, W = ds.meta["size"]
     genres = ds.genres if cfg.conditional else []
     model_cfg = cfg.model_config(H, W, len(genres))
     if dist.main:
-        if force and run.exists():
-            _clear_run(run)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(run_config(cfg, model_cfg, genres, ds), indent=1))
+        folder.start_fresh(force)
+        write_atomic(folder.config, json.dumps(run_config(cfg, model_cfg, genres, ds), indent=1))
     return RunState(cfg, model_cfg, genres, 0, None)
 
 
@@ -95,16 +96,6 @@ def _check_same_data(saved: dict, ds: PosterDataset, run: Path) -> None:
     if saved["dataset"]["size"] != ds.meta["size"] or (saved["genres"] and saved["genres"] != ds.genres):
         raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['size']}, "
                         f"genres {saved['genres']}); {ds.path} does not match")
-
-
-def _clear_run(run: Path) -> None:
-    """--force: remove what train writes, nothing else."""
-    import shutil
-
-    for name in ("checkpoints", "samples", "tensorboard"):
-        shutil.rmtree(run / name, ignore_errors=True)
-    for name in ("metrics.jsonl", "loss.png", "config.json"):
-        (run / name).unlink(missing_ok=True)
 
 
 def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist()) -> Models:
@@ -352,7 +343,7 @@ def save_grid(images: torch.Tensor, per_row: int, path: Path, pnginfo=None) -> N
 
     grid = make_grid(images, nrow=per_row, padding=2, pad_value=0)  # (3, H', W') uint8
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path, pnginfo=pnginfo)
+    save_image(Image.fromarray(grid.permute(1, 2, 0).numpy()), path, pnginfo=pnginfo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,11 +412,21 @@ class Trainer:
                  changed: set[str], echo=print) -> None:
         check(cfg)
         self.dist, self.device = init_distributed(cfg.device)
+        self.lock = None
         try:
+            # One trainer per folder: a second one (or its --force) would mix or delete this one's files.
+            self.lock = RunFolder(run).lock() if self.dist.main else None
             self._setup(ds, run, cfg, resume, force, changed, echo)
         except BaseException:
+            if self.lock is not None:
+                self.lock.release(failed=True)
             self.dist.shutdown()
             raise
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+        self.dist.shutdown()
 
     def _setup(self, ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool, force: bool,
                changed: set[str], echo) -> None:
@@ -497,7 +498,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True,
                    disable=None if self.dist.main else True)
         t_log, seen = time.perf_counter(), 0
-        stopped = False
+        stopped = failed = False
         try:
             with StopFlag() as stop:
                 while self.step < cfg.steps and not stopped:
@@ -517,14 +518,30 @@ class Trainer:
                 if stopped and self.step != self.last_saved:
                     self.save()
         except TrainingDiverged as e:
-            good = ckpt.step_files(self.run_dir / "checkpoints")
-            where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
-            raise TrainingDiverged(f"{e}; stopped ({where}). Try a lower --lr-d/--lr-g or --preset stable") from None
+            failed = True
+            raise TrainingDiverged(f"{e}; stopped ({self.last_good()}). "
+                                   "Try a lower --lr-d/--lr-g or --preset stable") from None
+        except OSError as e:  # disk full, folder gone read-only, ...: the last checkpoint is intact
+            failed = True
+            good = RunFolder(self.run_dir).step_checkpoints()
+            raise UserError(f"{os_error(e)}; training stopped at step {self.step} ({self.last_good()}); "
+                            f"fix that and {'continue with --resume' if good else 'start again with --force'}") from None
         finally:
             bar.close()
+            self._close_outputs(failed)
+        return self.summary(stopped)
+
+    def last_good(self) -> str:
+        good = RunFolder(self.run_dir).step_checkpoints()
+        return f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
+
+    def _close_outputs(self, failed: bool) -> None:
+        try:
             if self.outputs is not None:
                 self.outputs.close()
-        return self.summary(stopped)
+        except OSError:
+            if not failed:  # while failing, the first error is the one to report
+                raise
 
     def summary(self, stopped: bool) -> dict:
         prints = self.dist.all_gather_float(fingerprint([self.m.G, self.m.D, self.m.G_ema]), self.device)
@@ -535,8 +552,8 @@ class Trainer:
             out["cuda_graph_replays"] = self.step_fn.replays
         if self.dist.enabled and self.dist.main:
             # Ranks must end with bit-identical weights; recorded so a test (or a person) can check.
-            (self.run_dir / "ddp.json").write_text(json.dumps({"world_size": self.dist.world, "step": self.step,
-                                                               "fingerprints": prints}))
+            write_atomic(self.run_dir / "ddp.json", json.dumps({"world_size": self.dist.world, "step": self.step,
+                                                                 "fingerprints": prints}))
             if len(set(prints)) != 1:
                 raise RuntimeError(f"ranks diverged: weight fingerprints {prints}")
         return out
@@ -549,4 +566,4 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     try:
         return trainer.run()
     finally:
-        trainer.dist.shutdown()
+        trainer.close()

@@ -23,7 +23,7 @@ def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
             continue  # a line cut short by kill -9
     if up_to_step is not None:
         rows = [r for r in rows if r["step"] <= up_to_step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))  # a full disk keeps the old file
     return rows
 
 

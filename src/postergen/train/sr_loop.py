@@ -26,8 +26,10 @@ from tqdm import tqdm
 from postergen import __version__
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.errors import UserError
+from postergen.files import os_error, write_atomic
 from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
 from postergen.config import doc_field
+from postergen.runfolder import RunFolder
 from postergen.train import checkpoint as ckpt
 from postergen.train.monitor import read_metrics
 from postergen.train.runtime import StopFlag, autocast, pick_device
@@ -271,8 +273,8 @@ def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
 
 def setup_sr_run(run: Path, cfg: SRTrainConfig, ds: PosterDataset, resume: bool, force: bool,
                  changed: set[str]) -> SRRun:
-    """New run: write config.json. Resume: the run's own config with only SR_RESUMABLE fields changed."""
-    latest = run / "checkpoints" / "latest.pt"
+    """New run: clear the folder of any old run, write config.json. Resume: the run's own config with
+    only SR_RESUMABLE fields changed. The caller holds the run's lock."""
     if resume:
         state = ckpt.load_latest(run)
         saved = state["config"]
@@ -284,17 +286,12 @@ def setup_sr_run(run: Path, cfg: SRTrainConfig, ds: PosterDataset, resume: bool,
             raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} posters "
                             f"at {saved['dataset']['size']}); {ds.path} does not match")
         return SRRun(cfg, {**saved, "train": dataclasses.asdict(cfg)}, state["step"], state)
-    if latest.exists() and not force:
+    folder = RunFolder(run)
+    if folder.has_checkpoints() and not force:
         raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
     config = _run_config(cfg, ds, _check_data(ds, cfg))
-    if force:
-        import shutil
-
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)
-        for name in ("metrics.jsonl", "config.json"):
-            (run / name).unlink(missing_ok=True)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(config, indent=1))
+    folder.start_fresh(force)
+    write_atomic(folder.config, json.dumps(config, indent=1))
     return SRRun(cfg, config, 0, None)
 
 
@@ -336,6 +333,15 @@ class SRTrainer:
     def __init__(self, ds: PosterDataset, run: Path, cfg: SRTrainConfig, resume: bool, force: bool,
                  changed: set[str]) -> None:
         self.run_dir = run
+        self.lock = RunFolder(run).lock()  # one trainer per folder, released when the process ends
+        try:
+            self._setup(ds, run, cfg, resume, force, changed)
+        except BaseException:
+            self.lock.release(failed=True)
+            raise
+
+    def _setup(self, ds: PosterDataset, run: Path, cfg: SRTrainConfig, resume: bool, force: bool,
+               changed: set[str]) -> None:
         self.state = setup_sr_run(run, cfg, ds, resume, force, changed)
         self.cfg = cfg = self.state.cfg
         self.device = pick_device(cfg.device)
@@ -415,8 +421,14 @@ class SRTrainer:
                     stopped = bool(stop)
                 if stopped and self.step != last_saved:
                     self.save()
+        except OSError as e:  # disk full, folder gone read-only, ...: the last checkpoint is intact
+            good = RunFolder(self.run_dir).step_checkpoints()
+            where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
+            raise UserError(f"{os_error(e)}; training stopped at step {self.step} ({where}); "
+                            f"fix that and {'continue with --resume' if good else 'start again with --force'}") from None
         finally:
             bar.close()
+            self.lock.release()
         last_val = next((r for r in reversed(self.rows) if "val_psnr" in r), {})
         return {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
                 "seconds": round(self.seconds, 1), "latest": str(self.run_dir / "checkpoints" / "latest.pt"),

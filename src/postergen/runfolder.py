@@ -1,0 +1,127 @@
+"""A run folder (DESIGN.md): the paths `train` and `train-sr` write, and the lock a training holds.
+
+Only one process trains in a run folder at a time: it holds an exclusive lock on `.lock` for its
+whole life. The kernel releases the lock when the process ends in any way (kill -9 included), so
+a crash never leaves a stale lock behind; the file itself stays and is reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from postergen.errors import UserError
+from postergen.files import check_output_folder, mark_owned
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one trainer per folder is then up to the user
+    fcntl = None
+
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+class RunFolder:
+    """Every path of a run folder, named once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.latest = self.checkpoints / "latest.pt"
+        self.samples = self.path / "samples"
+        self.metrics = self.path / "metrics.jsonl"
+        self.loss_plot = self.path / "loss.png"
+        self.tensorboard = self.path / "tensorboard"
+        self.lock_file = self.path / ".lock"
+
+    def step_checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:07d}.pt"
+
+    def sample_grid(self, step: int) -> Path:
+        return self.samples / f"step-{step:07d}.png"
+
+    def step_checkpoints(self) -> dict[int, Path]:
+        return step_files(self.checkpoints)
+
+    def has_checkpoints(self) -> bool:
+        return self.latest.exists() or bool(self.step_checkpoints())
+
+    # -----------------------------------------------------------------------------------------
+
+    def lock(self) -> "RunLock":
+        """Take the folder for this process (creating it); a one-line error if another process has it."""
+        return RunLock(self)
+
+    def start_fresh(self, force: bool) -> None:
+        """Before a new run writes anything: refuse to mix with another run's checkpoints unless
+        --force, refuse to clear a folder postergen did not make, then remove every file a training
+        writes, so nothing of an old run can be loaded, resumed or plotted with the new one."""
+        if self.has_checkpoints() and not force:
+            raise UserError(f"{self.path} already has checkpoints; use --resume to continue or --force to start over")
+        if _user_files(self.path):
+            check_output_folder(self.path, "run", force=True, what="run")
+        for folder in (self.checkpoints, self.samples, self.tensorboard):
+            shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():  # ignore_errors hides why: say it, rather than train beside old files
+                raise UserError(f"{folder}: could not remove the old run's files; remove it by hand")
+        for name in ("metrics.jsonl", "loss.png", "config.json", "eval.json", "eval.jsonl", "report.html", "ddp.json"):
+            (self.path / name).unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        mark_owned(self.path, "run")
+
+
+def step_files(folder: Path) -> dict[int, Path]:
+    """{step: path} of the step checkpoints in a checkpoints folder."""
+    out = {}
+    for p in folder.glob("step-*.pt") if folder.is_dir() else []:
+        m = _STEP_FILE.match(p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return out
+
+
+def _user_files(folder: Path) -> list[Path]:
+    """Entries that are not the lock or marker, which a fresh run may find (and leave) in place."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.name not in (".lock", ".postergen")]
+
+
+class RunLock:
+    """An exclusive flock on RUN/.lock, held until release() or the process ends."""
+
+    def __init__(self, run: RunFolder) -> None:
+        self.run, self.fd, self.created = run, None, False
+        if fcntl is None:
+            return
+        self.created = not run.path.exists()
+        run.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UserError(f"{run.path} is in use by another postergen process (pid {holder}); "
+                            "wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self, failed: bool = False) -> None:
+        """Let go; after a failure in a folder this lock created, remove the folder if nothing else is in it."""
+        if self.fd is None:
+            return
+        os.close(self.fd)
+        self.fd = None
+        if failed and self.created and not _user_files(self.run.path):
+            shutil.rmtree(self.run.path, ignore_errors=True)
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        self.release(failed=kind is not None)
