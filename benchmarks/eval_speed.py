@@ -22,7 +22,7 @@ from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
 from postergen.evaluate import evaluate
-from postergen.train.loop import train
+from postergen.engine.gan import train
 
 METRICS = ["swd", "diversity", "memorization", "genre"]
 

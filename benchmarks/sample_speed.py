@@ -16,8 +16,8 @@ import torch
 from postergen.models.dcgan import ModelConfig, build_models
 from postergen.provenance import png_info
 from postergen.sample import PngWriter, noise
-from postergen.train.loop import render
-from postergen.train.runtime import pick_device
+from postergen.draw import render
+from postergen.engine.runtime import pick_device
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ from PIL import Image
 from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
-from postergen.train.loop import save_grid
-from postergen.train.sr_loop import SRTrainConfig, degrade, psnr, step_generator, train_sr
+from postergen.draw import save_grid
+from postergen.engine.sr import SRTrainConfig, degrade, psnr, step_generator, train_sr
 from postergen.upscale import load_upscaler, upscale_images
 
 SCALE = 4
@@ -163,7 +163,7 @@ def compare_figure(model, hr: torch.Tensor, lr: torch.Tensor, out: Path, rows: i
 
 def gan_figure(model, gan_run: Path, out: Path, n: int = 16) -> None:
     from postergen.sample import noise
-    from postergen.train.loop import render
+    from postergen.draw import render
     from postergen.weights import load_generator
 
     G, config = load_generator(gan_run)

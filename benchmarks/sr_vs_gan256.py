@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 from postergen.data.dataset import open_dataset
 from postergen.metrics.swd import SWDConfig, swd
 from postergen.sample import noise
-from postergen.train.loop import render
+from postergen.draw import render
 from postergen.upscale import load_upscaler, upscale_images
 from postergen.weights import load_generator
 

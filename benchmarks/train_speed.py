@@ -24,7 +24,8 @@ from postergen.config import from_preset
 from postergen.data.dataset import Batches, open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
-from postergen.train.loop import Meter, Models, Stepper, build, step_runner
+from postergen.engine.gan import build
+from postergen.engine.step import Meter, Models, Stepper, step_runner
 
 
 class TutorialG(nn.Module):
@@ -121,7 +122,7 @@ def postergen_rate(dataset: Path, batch: int, device: str, steps: int, warmup: i
     flops = counter.get_total_flops() / batch
     step = step_runner(stepper, Meter(dev), cuda_graph)  # as Trainer.run steps
     if cuda_graph:
-        from postergen.train.graphs import GraphedStep
+        from postergen.engine.step import GraphedStep
 
         warmup = max(warmup, GraphedStep.WARMUP + 1)  # the eager warm-up steps and the capture
     for s in range(1, warmup + 1):

@@ -79,7 +79,7 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory) -> Path:
     """A conditional stable run of 2 steps on the tiny dataset."""
     from postergen.config import from_preset
     from postergen.data.dataset import open_dataset
-    from postergen.train.loop import train
+    from postergen.engine.gan import train
 
     run = tmp_path_factory.mktemp("run") / "run"
     train(open_dataset(tiny_dataset), run, from_preset("stable", **tiny_train_args(steps=2)), echo=lambda *a: None)

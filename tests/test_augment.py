@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from postergen.train.augment import diff_augment, rand_cutout, rand_translation
+from postergen.engine.augment import diff_augment, rand_cutout, rand_translation
 
 POLICIES = ["color", "translation", "cutout", "color,translation,cutout"]
 

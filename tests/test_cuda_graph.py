@@ -16,7 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from conftest import tiny_train_args
 from postergen.config import from_preset
 from postergen.data.dataset import Batches, open_dataset
-from postergen.train.loop import Meter, Stepper, build
+from postergen.engine.gan import build
+from postergen.engine.step import Meter, Stepper
 
 
 def _params(m) -> list[torch.Tensor]:
@@ -49,7 +50,7 @@ def _outside_mode(step_fn):
 
 
 def test_static_step_matches_plain_step(tiny_dataset: Path):
-    from postergen.train.graphs import StaticStep
+    from postergen.engine.step import StaticStep
 
     ds = open_dataset(tiny_dataset)
     # d_every=2 with R1 every 2nd D update: all three kinds of step, (D, R1), (no D), (D, no R1).
@@ -97,8 +98,8 @@ def test_cuda_graph_needs_cuda(cli, tiny_dataset: Path, tmp_path: Path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_graphed_training_tracks_eager_training(tiny_dataset: Path, tmp_path: Path):
     """Same seed, fp32: graph replays follow the eager run (same RNG offsets), up to kernel rounding."""
-    from postergen.train.checkpoint import load_latest
-    from postergen.train.loop import train
+    from postergen.engine.checkpoint import load_latest
+    from postergen.engine.gan import train
 
     ds = open_dataset(tiny_dataset)
     args = tiny_train_args(steps=20, device="cuda", precision="fp32", checkpoint_every=20, sample_every=20)

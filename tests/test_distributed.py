@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from postergen.train import checkpoint as ckpt
+from postergen.engine import checkpoint as ckpt
 
 TINY = ["--batch", "8", "--ngf", "8", "--ndf", "8", "--genre-dim", "8", "--log-every", "2", "--sample-every", "4",
         "--checkpoint-every", "2", "--no-tensorboard", "--device", "cpu"]

@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import noise, png_bomb
+from conftest import png_bomb
 from postergen.data import ingest
 from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
-from postergen.errors import UserError
 
 POSTERGEN = [sys.executable, "-m", "postergen"]
 
@@ -263,7 +262,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(tiny_ds, tmp_path):
         assert "No space left on device" in line and "last good checkpoint: step 2" in line and "--resume" in line
         assert "checkpoints/step-0000004.pt" in line
         assert _leftovers(mnt) == []
-        from postergen.train.checkpoint import load_checkpoint
+        from postergen.engine.checkpoint import load_checkpoint
 
         assert load_checkpoint(mnt / "run")["step"] == 2
         assert sorted(p.name for p in (mnt / "run" / "checkpoints").iterdir()) == ["latest.pt", "step-0000002.pt"]
@@ -310,7 +309,7 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tiny_ds, tmp_path, secon
 
 
 def first_step(run: Path) -> int:
-    from postergen.train.checkpoint import load_checkpoint
+    from postergen.engine.checkpoint import load_checkpoint
 
     return load_checkpoint(run)["step"]
 
@@ -350,6 +349,6 @@ def test_latest_is_independent_of_the_step_file(tiny_ds, tmp_path, cli):
     assert not os.path.samefile(latest, step) and os.stat(latest).st_nlink == 1
     with open(step, "r+b") as f:  # damage the step file in place
         f.write(b"\0" * 4096)
-    from postergen.train.checkpoint import load_checkpoint
+    from postergen.engine.checkpoint import load_checkpoint
 
     assert load_checkpoint(latest)["step"] == 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from postergen.train.losses import (
+from postergen.engine.losses import (
     LOSSES,
     bce_d,
     bce_g,

@@ -15,8 +15,8 @@ from PIL import Image
 from conftest import built_in_dataset
 from postergen.errors import UserError
 from postergen.models.sr import SRConfig, build_sr
-from postergen.train.checkpoint import load_checkpoint
-from postergen.train.sr_loop import SRTrainConfig, degrade, l1_loss, step_generator, train_sr
+from postergen.engine.checkpoint import load_checkpoint
+from postergen.engine.sr import SRTrainConfig, degrade, l1_loss, step_generator, train_sr
 from postergen.upscale import load_upscaler, maybe_upscale, upscale_files, upscale_images
 
 
@@ -84,7 +84,7 @@ def test_degradation_is_seeded():
 
 def test_training_lowers_the_loss(hr_dataset: Path, tmp_path: Path):
     from postergen.data.dataset import open_dataset
-    from postergen.train.sr_loop import Crops, Split
+    from postergen.engine.sr import Crops, Split
 
     # A network that starts at bicubic first overshoots, then improves: 100 small steps (< 1 s).
     cfg = SRTrainConfig(**tiny_sr_args(steps=100, patch=16, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,

@@ -18,11 +18,12 @@ from conftest import tiny_train_args
 from postergen.config import PRESETS, TrainConfig, from_preset
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
-from postergen.train import checkpoint as ckpt
-from postergen.train import loop
-from postergen.train.diagnose import Thresholds, d_overpowering
-from postergen.train.loop import TrainingDiverged, train
-from postergen.train.monitor import FailureWatch
+from postergen.engine import checkpoint as ckpt
+from postergen.engine.step import Stepper
+from postergen.engine.diagnose import Thresholds, d_overpowering
+from postergen.engine.gan import train
+from postergen.errors import TrainingDiverged
+from postergen.engine.monitor import FailureWatch
 
 
 def _train(ds_path: Path, run: Path, resume=False, preset="stable", **overrides) -> dict:
@@ -107,14 +108,14 @@ def test_interrupted_checkpoint_write_keeps_latest_loadable(tiny_dataset: Path, 
 
 
 def test_nan_loss_stops_with_the_step(tiny_dataset: Path, tmp_path: Path, monkeypatch):
-    original = loop.Stepper.g_update
+    original = Stepper.g_update
 
     def poisoned(self, batch, genres):
         loss = original(self, batch, genres)
         self.g_calls = getattr(self, "g_calls", 0) + 1
         return loss * float("nan") if self.g_calls >= 3 else loss
 
-    monkeypatch.setattr(loop.Stepper, "g_update", poisoned)
+    monkeypatch.setattr(Stepper, "g_update", poisoned)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 3.*last good checkpoint: step 2"):
         _train(tiny_dataset, tmp_path / "run", steps=6)
     assert ckpt.load_checkpoint(tmp_path / "run")["step"] == 2
@@ -220,7 +221,7 @@ def test_train_help_shows_each_default_once(capsys):
 
 
 def test_ema_half_life_and_rampup():
-    from postergen.train.loop import Stepper
+    from postergen.engine.step import Stepper
 
     cfg = from_preset("stable", batch=50, ema_kimg=10.0, ema_rampup=0.05)
     stepper = Stepper.__new__(Stepper)

@@ -179,7 +179,7 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k == "steps"})
     if _checked_or_printed(cfg, check, args.dry_run):
         return 0
-    from postergen.train.loop import train
+    from postergen.engine.gan import train
 
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
@@ -313,7 +313,7 @@ def _run_report(args: argparse.Namespace) -> None:
 
 
 def _add_train_sr(sub: argparse._SubParsersAction) -> None:
-    from postergen.train.sr_loop import SRTrainConfig
+    from postergen.engine.sr import SRTrainConfig
 
     p = sub.add_parser("train-sr", help="train a super-resolution upscaler on posters prepared at the target size")
     p.add_argument("dataset", type=Path, help="dataset prepared at the high resolution, e.g. --size 256")
@@ -326,7 +326,7 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_sr(args: argparse.Namespace) -> int:
-    from postergen.train.sr_loop import SRTrainConfig, check_sr_train, train_sr
+    from postergen.engine.sr import SRTrainConfig, check_sr_train, train_sr
 
     given = _given_options(args, SRTrainConfig)
     cfg = SRTrainConfig(**given)

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user (missing file, wrong CSV, unknown genre, ...)."""
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or inf; training stopped without saving the unhealthy weights."""

@@ -24,9 +24,9 @@ from postergen.files import write_atomic
 from postergen.metrics import MetricInputs, get_metric
 from postergen.metrics.memorization import save_pairs
 from postergen.sample import load_generator, noise
-from postergen.train.checkpoint import step_files
-from postergen.train.loop import render
-from postergen.train.runtime import pick_device
+from postergen.engine.checkpoint import step_files
+from postergen.draw import render
+from postergen.engine.runtime import pick_device
 
 DEFAULT_METRICS = ("swd", "fid", "diversity", "memorization", "genre")
 NEAREST_PNG = "eval_nearest.png"

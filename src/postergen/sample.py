@@ -16,8 +16,8 @@ from PIL import Image
 
 from postergen.errors import UserError
 from postergen.provenance import png_info
-from postergen.train.loop import render, save_grid
-from postergen.train.runtime import pick_device
+from postergen.draw import render, save_grid
+from postergen.engine.runtime import pick_device
 from postergen.upscale import maybe_upscale
 from postergen.weights import load_generator  # noqa: F401  (re-exported: the one loader for G)
 

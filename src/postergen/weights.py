@@ -13,7 +13,7 @@ import torch
 from postergen import __version__
 from postergen.errors import UserError
 from postergen.models.dcgan import Generator, ModelConfig
-from postergen.train.checkpoint import load_checkpoint
+from postergen.engine.checkpoint import load_checkpoint
 
 ARCHS = ("postergen", "dcgan-tutorial")
 

@@ -23,7 +23,7 @@ from torch import nn
 from postergen.data.dataset import PosterDataset
 from postergen.metrics.features import downsample
 from postergen.metrics.registry import MetricInputs, register_metric
-from postergen.train.checkpoint import atomic_save
+from postergen.engine.checkpoint import atomic_save
 
 CACHE_FILE = "genre_classifier.pt"
 FORMAT = "postergen-genre-classifier/1"

@@ -106,7 +106,7 @@ def memorization(fake: torch.Tensor, train: torch.Tensor | np.ndarray, cfg: Memo
 def save_pairs(fake: torch.Tensor, train: torch.Tensor | np.ndarray, pairs: list[dict], path: Path,
                per_row: int = 4) -> Path:
     """Write a PNG of the given pairs side by side (generated | nearest training poster), `per_row` pairs a row."""
-    from postergen.train.loop import save_grid
+    from postergen.draw import save_grid
 
     tiles = []
     for p in pairs:

@@ -19,11 +19,12 @@ from PIL import Image
 
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
+from postergen.engine import plots
 from postergen.report import figures, html
-from postergen.train.diagnose import Finding, diagnose
+from postergen.engine.diagnose import Finding, diagnose
 from postergen.sample import genre_vectors, load_generator, noise
-from postergen.train.loop import render
-from postergen.train.monitor import read_metrics
+from postergen.draw import render
+from postergen.engine.monitor import read_metrics
 
 PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
 ANIMATION_FRAMES = 40  # at most this many grids in the animation
@@ -131,7 +132,7 @@ def losses(info: RunInfo) -> str:
             "generated ones, D(G(z)); when D(x) sits at 1 and D(G(z)) at 0, D wins outright and G stops "
             "learning (shaded red, if it happened).")
     return html.section("losses", "Loss curves", html.para(text) + html.img(
-        figures.loss_plot(info.rows, info.findings), "loss curves of G and D, and D(x) / D(G(z))"))
+        plots.loss_plot(info.rows, info.findings), "loss curves of G and D, and D(x) / D(G(z))"))
 
 
 def health(info: RunInfo) -> str:
@@ -290,7 +291,7 @@ def _curves(steps: list[int], series: dict[str, list[float]]) -> str:
     """Plots of the metrics that change; the constant ones (often the real side) listed in words."""
     moving = {k: v for k, v in series.items() if len(steps) < 2 or len(set(v)) > 1}
     still = [f"{k.removeprefix('metrics.')} = {value_text(v[0])}" for k, v in series.items() if k not in moving]
-    parts = [html.img(figures.curves_plot(steps, {k.removeprefix("metrics."): v for k, v in moving.items()}),
+    parts = [html.img(plots.curves_plot(steps, {k.removeprefix("metrics."): v for k, v in moving.items()}),
                       "evaluation metrics against step")] if moving else []
     if still:
         parts.append(html.para(f"The same at every checkpoint: {'; '.join(still)}."))

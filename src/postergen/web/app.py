@@ -53,7 +53,7 @@ from starlette.exceptions import HTTPException
 
 from postergen import __version__
 from postergen.errors import UserError
-from postergen.train.runtime import pick_device
+from postergen.engine.runtime import pick_device
 from postergen.web import runs as run_folders
 from postergen.web import upscaler as upscalers
 from postergen.web.runs import NotFound, Unavailable

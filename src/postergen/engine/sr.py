@@ -12,27 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from postergen import __version__
-from postergen.data.dataset import PosterDataset, open_dataset
-from postergen.errors import UserError
-from postergen.files import os_error, write_atomic
-from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
 from postergen.config import doc_field
+from postergen.data.dataset import PosterDataset, open_dataset
+from postergen.engine.monitor import read_metrics
+from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
+from postergen.engine.runtime import autocast, pick_device
+from postergen.errors import TrainingDiverged, UserError
+from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
 from postergen.runfolder import RunFolder
-from postergen.train import checkpoint as ckpt
-from postergen.train.monitor import read_metrics
-from postergen.train.runtime import StopFlag, autocast, pick_device
 
 
 _f = doc_field
@@ -241,18 +237,10 @@ def val_pairs(ds: PosterDataset, split: Split, cfg: SRTrainConfig) -> tuple[torc
 
 
 # ---------------------------------------------------------------------------------------------
-# Setting up, saving, resuming
-
-@dataclass
-class SRRun:
-    cfg: SRTrainConfig
-    config: dict  # what config.json and every checkpoint hold
-    start_step: int
-    resume_state: dict | None
-
+# Configuration: fresh, or the run's own on --resume
 
 def _run_config(cfg: SRTrainConfig, ds: PosterDataset, split: Split) -> dict:
-    return {"kind": "sr", "postergen": __version__, "train": dataclasses.asdict(cfg),
+    return {"postergen": __version__, "kind": "sr", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
             "model": dataclasses.asdict(cfg.model_config()),
             "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"],
                         "train": split.train, "val": split.val}}
@@ -271,28 +259,11 @@ def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
     return split
 
 
-def setup_sr_run(run: Path, cfg: SRTrainConfig, ds: PosterDataset, resume: bool, force: bool,
-                 changed: set[str]) -> SRRun:
-    """New run: clear the folder of any old run, write config.json. Resume: the run's own config with
-    only SR_RESUMABLE fields changed. The caller holds the run's lock."""
-    if resume:
-        state = ckpt.load_latest(run)
-        saved = state["config"]
-        if saved.get("kind") != "sr":
-            raise UserError(f"{run}: not a super-resolution run")
-        ckpt.check_unchanged(cfg, saved["train"], changed - SR_RESUMABLE)
-        cfg = SRTrainConfig(**{**saved["train"], **{k: getattr(cfg, k) for k in SR_RESUMABLE}})
-        if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
-            raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} posters "
-                            f"at {saved['dataset']['size']}); {ds.path} does not match")
-        return SRRun(cfg, {**saved, "train": dataclasses.asdict(cfg)}, state["step"], state)
-    folder = RunFolder(run)
-    if folder.has_checkpoints() and not force:
-        raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
-    config = _run_config(cfg, ds, _check_data(ds, cfg))
-    folder.start_fresh(force)
-    write_atomic(folder.config, json.dumps(config, indent=1))
-    return SRRun(cfg, config, 0, None)
+def resumed_config(saved: dict, cfg: SRTrainConfig, changed: set[str], run: Path) -> SRTrainConfig:
+    """The run's stored settings with only the options the user gave (and a run may change) applied."""
+    check_kind(saved, "sr", run, "postergen train-sr --resume")
+    fixed = {f.name for f in dataclasses.fields(SRTrainConfig)} - SR_RESUMABLE
+    return resume_config(SRTrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, fixed, run)
 
 
 def lr_at(cfg: SRTrainConfig, step: int) -> float:
@@ -329,118 +300,74 @@ def validate(model: SRNet, val: tuple[torch.Tensor, torch.Tensor], device: torch
     return {"val_psnr": round(p_sr, 3), "val_psnr_bicubic": round(p_bic, 3), "val_gain_db": round(p_sr - p_bic, 3)}
 
 
-class SRTrainer:
-    def __init__(self, ds: PosterDataset, run: Path, cfg: SRTrainConfig, resume: bool, force: bool,
-                 changed: set[str]) -> None:
-        self.run_dir = run
-        self.lock = RunFolder(run).lock()  # one trainer per folder, released when the process ends
-        try:
-            self._setup(ds, run, cfg, resume, force, changed)
-        except BaseException:
-            self.lock.release(failed=True)
-            raise
+class SRTask(Task):
+    kind = "sr"
+    divergence_advice = "Try a lower --lr"
 
-    def _setup(self, ds: PosterDataset, run: Path, cfg: SRTrainConfig, resume: bool, force: bool,
-               changed: set[str]) -> None:
-        self.state = setup_sr_run(run, cfg, ds, resume, force, changed)
-        self.cfg = cfg = self.state.cfg
-        self.device = pick_device(cfg.device)
-        split = Split(self.state.config["dataset"]["train"], self.state.config["dataset"]["val"])
+    def __init__(self, ds: PosterDataset, cfg: SRTrainConfig, split: Split, device: torch.device) -> None:
+        self.cfg, self.device, self.seed = cfg, device, cfg.seed
         torch.manual_seed(cfg.seed)
-        self.model = build_sr(cfg.model_config()).to(self.device)
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.model = build_sr(cfg.model_config()).to(device)
+        fused = {"fused": True} if device.type == "cuda" else {}
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, **fused)
-        self.step, self.seconds = self.state.start_step, 0.0
-        if self.state.resume_state is not None:
-            self._restore(self.state.resume_state)
-        self.crops = Crops(ds, split, cfg, self.device)
+        self.crops = Crops(ds, split, cfg, device)
         self.val = val_pairs(ds, split, cfg)
-        self.rows = read_metrics(run / "metrics.jsonl", up_to_step=self.step)
-        self.autocast = autocast(self.device, cfg.precision)
-        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
+        self.images_per_step = cfg.batch
+        self.autocast = autocast(device, cfg.precision)
+        self.loss_sum = torch.zeros((), device=device)
+        self.loss_count = 0
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
-    def _restore(self, state: dict) -> None:
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+
+    def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        ckpt.set_rng_state(state["rng"])
-        self.seconds = float(state["seconds"])
 
-    def save(self) -> None:
-        state = {"step": self.step, "epoch": self.crops.epoch_of(self.step), "seconds": self.seconds,
-                 "model": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": ckpt.rng_state(),
-                 "config": self.state.config}
-        ckpt.save_checkpoint(state, self.run_dir / "checkpoints", self.step, self.cfg.keep_checkpoints)
-
-    def train_step(self) -> None:
-        hr, lr = self.crops.get(self.step)  # (B, 3, P, P) float, (B, 3, P/s, P/s) uint8
+    def step(self, step: int) -> None:
+        hr, lr = self.crops.get(step)  # (B, 3, P, P) float, (B, 3, P/s, P/s) uint8
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step)
+            group["lr"] = lr_at(self.cfg, step)
         with self.autocast:
             loss = l1_loss(self.model(lr.float() / 255), hr)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self.loss_sum += loss.detach()
+        loss = loss.detach()
+        self.loss_sum += loss
         self.loss_count += 1
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad))
 
-    def log(self, seconds: float, bar) -> None:
+    def check_finite(self) -> None:
+        bad = int(self.first_bad)
+        if bad >= 0:
+            raise TrainingDiverged(f"SR loss became NaN/inf at step {bad + 1}")
+
+    def read_stats(self) -> dict[str, float]:
+        self.check_finite()
         loss = (self.loss_sum / max(self.loss_count, 1)).item()
-        if not math.isfinite(loss):
-            raise UserError(f"SR loss became NaN/inf before step {self.step}; try a lower --lr")
-        row = {"step": self.step, "epoch": self.crops.epoch_of(self.step), "loss": round(loss, 6),
-               "lr": lr_at(self.cfg, self.step - 1), "img_per_s": round(self.loss_count * self.cfg.batch / seconds, 1),
-               "seconds": round(self.seconds, 1)}
-        if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:
-            row.update(validate(self.model, self.val, self.device, self.cfg.precision))
         self.loss_sum.zero_()
         self.loss_count = 0
-        self.rows.append(row)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        gain = {"gain_db": f"{row['val_gain_db']:+.2f}"} if "val_gain_db" in row else {}
-        bar.set_postfix(loss=f"{loss:.4f}", **gain)
+        return {"loss": round(loss, 6), "lr": self.opt.param_groups[0]["lr"]}
 
-    def run(self) -> dict:
-        cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train-sr", dynamic_ncols=True)
-        t_log, stopped, last_saved = time.perf_counter(), False, self.step
-        try:
-            with StopFlag() as stop:
-                while self.step < cfg.steps and not stopped:
-                    t0 = time.perf_counter()
-                    self.train_step()
-                    self.step += 1
-                    bar.update(1)
-                    if self.step % cfg.log_every == 0 or self.step % cfg.val_every == 0 or self.step == cfg.steps:
-                        self.log(time.perf_counter() - t_log, bar)
-                        t_log = time.perf_counter()
-                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                        self.save()
-                        last_saved = self.step
-                    self.seconds += time.perf_counter() - t0  # wall time: validation and saving included
-                    stopped = bool(stop)
-                if stopped and self.step != last_saved:
-                    self.save()
-        except OSError as e:  # disk full, folder gone read-only, ...: the last checkpoint is intact
-            good = RunFolder(self.run_dir).step_checkpoints()
-            where = f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
-            raise UserError(f"{os_error(e)}; training stopped at step {self.step} ({where}); "
-                            f"fix that and {'continue with --resume' if good else 'start again with --force'}") from None
-        finally:
-            bar.close()
-            self.lock.release()
-        last_val = next((r for r in reversed(self.rows) if "val_psnr" in r), {})
-        return {"run": str(self.run_dir), "step": self.step, "interrupted": stopped, "device": str(self.device),
-                "seconds": round(self.seconds, 1), "latest": str(self.run_dir / "checkpoints" / "latest.pt"),
-                **{k: v for k, v in last_val.items() if k.startswith("val_")}}
+    def validate(self, step: int) -> dict[str, float]:
+        return validate(self.model, self.val, self.device, self.cfg.precision)
+
+    def epoch_of(self, step: int) -> int:
+        return self.crops.epoch_of(step)
+
+    def summary(self) -> dict:
+        return {"device": str(self.device)}
 
 
 def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = False, force: bool = False,
              changed: set[str] | None = None) -> dict:
     """Train (or continue) an SR run on a dataset prepared at the target size; returns a summary.
 
-    changed: the fields the user set explicitly (a resumed run refuses changes to fixed ones);
-    None: the fields that differ from SRTrainConfig's defaults. Ctrl-C/SIGTERM stop after a checkpoint.
+    changed: the fields the user set explicitly (on --resume only those, and only ones a run may
+    change, override the stored settings); None: the fields that differ from SRTrainConfig's
+    defaults. Ctrl-C/SIGTERM stop after a checkpoint.
     """
     try:
         check_sr_train(cfg)
@@ -450,4 +377,24 @@ def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = Fal
         default = SRTrainConfig()
         changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
     ds = open_dataset(Path(dataset_hr))
-    return SRTrainer(ds, Path(run), cfg, resume, force, set(changed)).run()
+    run = Path(run)
+    lock, start = open_run(run, resume, force)
+    with lock:
+        if start is not None:
+            saved = start["config"]
+            cfg = resumed_config(saved, cfg, set(changed), run)
+            if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
+                raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} "
+                                f"posters at {saved['dataset']['size']}); {ds.path} does not match")
+            split = Split(saved["dataset"]["train"], saved["dataset"]["val"])
+            config = {**saved, "arch": cfg.arch, "train": dataclasses.asdict(cfg)}
+        else:
+            split = _check_data(ds, cfg)
+            config = _run_config(cfg, ds, split)
+        task = SRTask(ds, cfg, split, pick_device(cfg.device))
+        if start is None:
+            start_fresh(run, config, force)
+        schedule = Schedule(cfg.steps, cfg.log_every, cfg.val_every, cfg.checkpoint_every, cfg.keep_checkpoints)
+        summary = Engine(task, run, config, schedule, start, lock).run()
+    last_val = next((r for r in reversed(read_metrics(RunFolder(run).metrics)) if "val_psnr" in r), {})
+    return {**summary, **{k: v for k, v in last_val.items() if k.startswith("val_")}}

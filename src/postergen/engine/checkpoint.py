@@ -94,8 +94,16 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the weights-only unpickler raises many kinds on foreign or damaged files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a loadable postergen checkpoint ({first[:160]})") from None
+        import re
+
+        # Whole sentences: torch's first says what failed and its "WeightsUnpickler error:" line why;
+        # the rest is advice on loading untrusted files, which no postergen checkpoint needs.
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(e).splitlines()]
+        why = [line.split(":", 1)[1] for line in lines if line.startswith("WeightsUnpickler error:")]
+        said = [re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0].rstrip(".") for text in lines[:1] + why]
+        reason = ": ".join(filter(None, said))
+        reason = reason if " " in reason else f"{type(e).__name__} {reason}".strip()
+        raise UserError(f"{path}: not a loadable postergen checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a postergen checkpoint (no '{FORMAT}' marker)")
     return state

@@ -7,8 +7,9 @@ import json
 from collections import deque
 from pathlib import Path
 
+from postergen.engine.plots import loss_plot
 from postergen.files import write_atomic
-from postergen.train.diagnose import ADVICE_D, Thresholds, d_overpowering
+from postergen.engine.diagnose import ADVICE_D, Thresholds, d_overpowering
 
 
 def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
@@ -29,8 +30,6 @@ def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
 
 def plot_metrics(rows: list[dict], path: Path) -> None:
     """loss.png: the report's loss figure (losses, D's outputs, overpowering shaded), written atomically."""
-    from postergen.report.figures import loss_plot
-
     if not rows:
         return
     write_atomic(path, loss_plot(rows, d_overpowering(rows)))

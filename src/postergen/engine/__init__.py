@@ -1,0 +1,1 @@
+"""Training: the run engine (run.py) with its GAN and SR tasks, the step, objectives, checkpoints."""

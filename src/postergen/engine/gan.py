@@ -1,0 +1,249 @@
+"""GAN training as a task of the run engine: build G, D and their optimisers, step, draw, report.
+
+The lifecycle (folder, resume, checkpoints, signals, logging) is engine/run.py's; the update itself
+is engine/step.py's.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from postergen import __version__
+from postergen.config import RUN_FIXED, TrainConfig, check
+from postergen.data.dataset import Batches, PosterDataset
+from postergen.draw import fixed_inputs, render, save_grid
+from postergen.engine.monitor import FailureWatch
+from postergen.engine.plots import loss_plot
+from postergen.engine.diagnose import d_overpowering
+from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
+from postergen.engine.runtime import Dist, init_distributed
+from postergen.engine.step import Meter, Models, Stepper, step_runner
+from postergen.errors import UserError
+from postergen.files import write_atomic
+from postergen.models.dcgan import ModelConfig, build_models
+from postergen.runfolder import RunFolder
+
+
+def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist()) -> Models:
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    G, D = build_models(model_cfg)
+    if dist.enabled and cfg.sync_bn:
+        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    G, D = G.to(device), D.to(device)
+    if cfg.channels_last and device.type in ("cuda", "cpu"):
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_kimg > 0 else None
+    # Fused Adam keeps its step count on the GPU; capturable=True lets --cuda-graph record its update.
+    fused = {"fused": True, "capturable": cfg.cuda_graph} if device.type == "cuda" else {}
+    betas = (float(cfg.beta1), float(cfg.beta2))
+    # Over trainable parameters only: a frozen part (a pretrained backbone) is never updated.
+    opt_g = torch.optim.Adam(trainable(G), lr=cfg.lr_g, betas=betas, **fused)
+    opt_d = torch.optim.Adam(trainable(D), lr=cfg.lr_d, betas=betas, **fused)
+    if not dist.enabled:
+        return Models(G, D, G_ema, opt_g, opt_d)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids), DDP(D, device_ids=ids))
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:
+    """Noise, augmentation and label dropout differ per rank: seed * world + rank (+ resume offset)."""
+    torch.manual_seed((seed * dist.world + dist.rank) * 1_000_003 + offset)
+
+
+def fingerprint(modules: list[nn.Module | None]) -> float:
+    """One number per set of weights; ranks in sync have bit-identical weights, so equal numbers.
+
+    Parameters only: buffers (BatchNorm running stats, spectral-norm vectors) follow each rank's own
+    batches between DDP's broadcasts from rank 0, and rank 0's are the ones saved.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    for module in filter(None, modules):
+        for i, p in enumerate(module.parameters()):
+            total += (p.detach().double().cpu().flatten() * (1 + i % 7)).sum()
+    return float(total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration: fresh, or the run's own on --resume
+
+def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset) -> dict:
+    """What config.json and every checkpoint hold: enough to rebuild the models."""
+    return {"postergen": __version__, "kind": "gan", "arch": "dcgan", "train": dataclasses.asdict(cfg),
+            "model": dataclasses.asdict(model_cfg), "genres": genres,
+            "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}}
+
+
+def resumed_config(saved: dict, cfg: TrainConfig, changed: set[str], run: Path) -> TrainConfig:
+    """The run's stored settings with only the options the user gave (and a run may change) applied."""
+    check_kind(saved, "gan", run, "postergen train --resume")
+    return resume_config(TrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, RUN_FIXED, run)
+
+
+def _check_same_data(saved: dict, ds: PosterDataset, run: Path) -> None:
+    if saved["dataset"]["size"] != ds.meta["size"] or (saved["genres"] and saved["genres"] != ds.genres):
+        raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['size']}, "
+                        f"genres {saved['genres']}); {ds.path} does not match")
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+
+class GANTask(Task):
+    kind = "gan"
+    divergence_advice = "Try a lower --lr-d/--lr-g or --preset stable"
+
+    def __init__(self, ds: PosterDataset, cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str],
+                 device: torch.device, dist: Dist) -> None:
+        self.cfg, self.genres, self.device, self.dist, self.seed = cfg, genres, device, dist, cfg.seed
+        self.m = build(cfg, model_cfg, device, dist)
+        seed_rank_rng(cfg.seed, dist)
+        self.batches = Batches(ds, cfg.batch, device, cfg.seed, dist.rank, dist.world)
+        self.images_per_step = cfg.batch * dist.world
+        self.stepper = Stepper(self.m, cfg, device, conditional=model_cfg.n_genres > 0, world=dist.world)
+        self.meter = Meter(device, dist)
+        self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
+        self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
+        self.watch = FailureWatch()
+        self.tb = None  # the engine's TensorBoard writer, for sample grids
+
+    def state(self) -> dict:
+        m = self.m
+        return {"G": m.G.state_dict(), "D": m.D.state_dict(),
+                "G_ema": m.G_ema.state_dict() if m.G_ema is not None else None,
+                "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict()}
+
+    def restore(self, state: dict) -> None:
+        m = self.m
+        m.G.load_state_dict(state["G"])
+        m.D.load_state_dict(state["D"])
+        if m.G_ema is not None:
+            m.G_ema.load_state_dict(state["G_ema"])
+        m.opt_g.load_state_dict(state["opt_g"])
+        m.opt_d.load_state_dict(state["opt_d"])
+
+    def reseed(self, step: int) -> None:
+        seed_rank_rng(self.cfg.seed, self.dist, offset=step)
+
+    def step(self, step: int) -> None:
+        real, genres = self.batches.get(step)
+        self.step_fn(step, real, genres)
+
+    def read_stats(self) -> dict[str, float]:
+        return {**self.meter.read(), "lr_g": self.m.opt_g.param_groups[0]["lr"],
+                "lr_d": self.m.opt_d.param_groups[0]["lr"]}
+
+    def check_finite(self) -> None:
+        self.meter.read_check()
+
+    def draw(self, step: int, folder: RunFolder) -> None:
+        from postergen.provenance import png_info
+
+        z, genres, per_row = self.fixed
+        G = self.m.G_ema if self.m.G_ema is not None else self.m.G
+        images = render(G, z, genres, self.device, self.cfg.precision)
+        rows = ",".join(self.genres) if self.genres else "all"
+        save_grid(images, per_row, folder.sample_grid(step),
+                  png_info(str(folder.path), step, None, rows, fixed_noise="true"))
+        if self.tb is not None:
+            from torchvision.utils import make_grid
+            self.tb.add_image("samples", make_grid(images, nrow=per_row), step)
+
+    def warn(self, row: dict) -> str | None:
+        return self.watch.update(row)
+
+    def plot(self, rows: list[dict]) -> bytes | None:
+        return loss_plot(rows, d_overpowering(rows))
+
+    def epoch_of(self, step: int) -> int:
+        return self.batches.epoch_of(step)
+
+    def agree_stop(self, stop: bool, step: int) -> bool:
+        """Single process: every step. Under torchrun, ranks agree at log steps (one tiny all-reduce)."""
+        if not self.dist.enabled:
+            return stop
+        if step % self.cfg.log_every:
+            return False
+        flag = torch.tensor(1 if stop else 0, device=self.device)
+        return bool(self.dist.all_reduce(flag, op="max"))
+
+    def summary(self) -> dict:
+        return {"device": str(self.device), "world_size": self.dist.world,
+                **({"cuda_graph_replays": self.step_fn.replays} if self.cfg.cuda_graph else {})}
+
+    def check_ranks(self, run: Path, step: int) -> None:
+        """Ranks must end with bit-identical weights; recorded so a test (or a person) can check."""
+        prints = self.dist.all_gather_float(fingerprint([self.m.G, self.m.D, self.m.G_ema]), self.device)
+        if self.dist.enabled and self.dist.main:
+            import json
+
+            write_atomic(Path(run) / "ddp.json", json.dumps({"world_size": self.dist.world, "step": step,
+                                                             "fingerprints": prints}))
+            if len(set(prints)) != 1:
+                raise RuntimeError(f"ranks diverged: weight fingerprints {prints}")
+
+
+def _check_device(cfg: TrainConfig, device: torch.device, dist: Dist) -> None:
+    if cfg.sync_bn and dist.enabled and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU version)")
+    if cfg.cuda_graph and device.type != "cuda":
+        raise UserError(f"--cuda-graph needs a CUDA device; this run is on {device.type}")
+    if cfg.cuda_graph and dist.enabled:
+        raise UserError("--cuda-graph runs single-process only; leave it off under torchrun")
+
+
+def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
+          changed: set[str] = frozenset(), echo=print) -> dict:
+    """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint.
+
+    changed: the options the user gave; on --resume only those (and only ones a run may change)
+    override the run's stored settings.
+    """
+    check(cfg)
+    dist, device = init_distributed(cfg.device)
+    lock = None
+    try:
+        _check_device(cfg, device, dist)
+        lock, start = open_run(run, resume, force, dist)
+        if start is not None:
+            saved = start["config"]
+            cfg = resumed_config(saved, cfg, set(changed), run)
+            _check_same_data(saved, ds, run)
+            model_cfg, genres = ModelConfig(**saved["model"]), saved["genres"]
+            config = {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg)}
+        else:
+            H, W = ds.meta["size"]
+            genres = ds.genres if cfg.conditional else []
+            model_cfg = cfg.model_config(H, W, len(genres))
+            config = gan_config(cfg, model_cfg, genres, ds)
+        task = GANTask(ds, cfg, model_cfg, genres, device, dist)
+        if start is None:
+            start_fresh(run, config, force, dist)
+        else:
+            if dist.main:
+                echo(f"resuming {run} at step {start['step']}")
+        schedule = Schedule(cfg.steps, cfg.log_every, cfg.sample_every, cfg.checkpoint_every, cfg.keep_checkpoints)
+        engine = Engine(task, run, config, schedule, start, lock, dist, cfg.tensorboard, echo)
+        task.tb = engine.tb
+        summary = engine.run()
+        task.check_ranks(run, summary["step"])
+        return summary
+    except BaseException:
+        if lock is not None:
+            lock.release(failed=True)
+            lock = None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+        dist.shutdown()

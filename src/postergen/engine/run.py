@@ -1,0 +1,293 @@
+"""The one run lifecycle, for every kind of training (DESIGN.md); a Task plugs in what differs.
+
+The engine owns the run folder and its lock, a fresh start or a resume, the run's length, the
+progress bar, metrics.jsonl (and TensorBoard), periodic samples, atomic checkpoints behind the
+NaN/inf guard, SIGINT/SIGTERM and the RNG state. A task owns its models and optimisers, one
+training step, its statistics, and what it draws or validates at sample steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from postergen.engine import checkpoint as ckpt
+from postergen.engine.monitor import read_metrics
+from postergen.engine.runtime import Dist, StopFlag
+from postergen.errors import TrainingDiverged, UserError
+from postergen.files import os_error, write_atomic
+from postergen.runfolder import RunFolder, RunLock
+
+KINDS = {"gan": "postergen train", "sr": "postergen train-sr"}  # run kind -> the command that trains it
+
+
+@dataclass
+class Schedule:
+    """How long a run lasts and how often it reports; the fields every kind's config has."""
+
+    steps: int
+    log_every: int
+    sample_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+
+
+def steps_for(length: str, value: float, images_per_step: int, dataset_size: int) -> int:
+    """--steps/--epochs/--kimg -> steps. images_per_step is the global batch: batch x processes."""
+    if length == "steps":
+        return int(value)
+    if length == "epochs":
+        return max(1, math.ceil(value * max(1, dataset_size // images_per_step)))
+    if length == "kimg":
+        return max(1, math.ceil(value * 1000 / images_per_step))
+    raise ValueError(f"unknown length unit {length!r}")
+
+
+def run_kind(config: dict) -> tuple[str, str]:
+    """(kind, arch) of a run's config.json or checkpoint config; runs from before kinds were
+    recorded are GANs of the DCGAN family."""
+    return config.get("kind", "gan"), config.get("arch", "dcgan")
+
+
+def check_kind(config: dict, want: str, where: Path | str, use: str) -> None:
+    """A one-line error when a run of another kind is given to a command, naming the right one."""
+    kind, arch = run_kind(config)
+    if kind != want:
+        raise UserError(f"{where} is a {kind} run ({arch}); {use} needs a {want} run. "
+                        f"{_what_takes(kind)}")
+
+
+def _what_takes(kind: str) -> str:
+    if kind == "sr":
+        return "Use it with `postergen upscale --model RUN` or `postergen sample GAN_RUN --upscale RUN`."
+    return "Use it with sample, evaluate, report, export or serve."
+
+
+def resume_config(cfg_class, saved: dict, given: dict, fixed: set[str], run: Path):
+    """The stored configuration with only the options the user gave changed; a changed fixed
+    option (one that defines the model or the optimisation) is a one-line error."""
+    changed = sorted(k for k in given if k in fixed and saved.get(k) != given[k])
+    if changed:
+        raise UserError(f"{run}: --resume keeps the run's settings; cannot change "
+                        + ", ".join(f"--{k.replace('_', '-')} ({saved.get(k)!r} -> {given[k]!r})" for k in changed))
+    names = {f for f in cfg_class.__dataclass_fields__}
+    return cfg_class(**{**{k: v for k, v in saved.items() if k in names}, **{k: v for k, v in given.items() if k not in fixed}})
+
+
+class Task:
+    """What a kind of training plugs into the engine. Every method is called on every rank."""
+
+    kind: str = ""  # config.json's "kind"
+    seed: int = 0
+    images_per_step: int = 1  # global: batch x processes
+
+    def state(self) -> dict:
+        """Models, optimisers and anything else the next step depends on (a checkpoint's body)."""
+        raise NotImplementedError
+
+    def restore(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def reseed(self, step: int) -> None:
+        """Fresh random streams for a resume that cannot restore the saved one (another world size)."""
+        torch.manual_seed(self.seed * 1_000_003 + step)
+
+    def step(self, step: int) -> None:
+        """One update; no host synchronisation (statistics stay on the device until read_stats)."""
+        raise NotImplementedError
+
+    def read_stats(self) -> dict[str, float]:
+        """Mean statistics since the last read (one sync); raises TrainingDiverged on a NaN/inf loss."""
+        raise NotImplementedError
+
+    def check_finite(self) -> None:
+        """Raises TrainingDiverged if any loss since the start was NaN/inf: nothing unhealthy is saved."""
+        raise NotImplementedError
+
+    def validate(self, step: int) -> dict[str, float]:
+        """Extra metrics measured at sample steps (logged with that step's row)."""
+        return {}
+
+    def draw(self, step: int, folder: RunFolder) -> None:
+        """Write what this kind shows at sample steps (rank 0 only)."""
+
+    def warn(self, row: dict) -> str | None:
+        """A warning about training health from the newest metrics row, or None."""
+        return None
+
+    def plot(self, rows: list[dict]) -> bytes | None:
+        """loss.png from the metric rows, or None."""
+        return None
+
+    def epoch_of(self, step: int) -> int:
+        return 0
+
+    def agree_stop(self, stop: bool, step: int) -> bool:
+        """Under torchrun every rank must stop at the same step."""
+        return stop
+
+    def summary(self) -> dict:
+        return {}
+
+
+class Engine:
+    """One run: a fresh start (config.json written) or a resume, then steps until done or stopped.
+
+    config: the dict config.json holds (kind, arch, train, model, ...); it goes into every checkpoint.
+    """
+
+    def __init__(self, task: Task, run: Path, config: dict, schedule: Schedule, start: dict | None,
+                 lock: RunLock | None, dist: Dist = Dist(), tensorboard: bool = False, echo=print) -> None:
+        self.task, self.folder, self.config, self.schedule = task, RunFolder(run), config, schedule
+        self.dist, self.lock, self.echo = dist, lock, echo if dist.main else (lambda *a, **k: None)
+        self.step = start["step"] if start else 0
+        self.seconds = float(start.get("seconds", 0.0)) if start else 0.0
+        self.last_saved = self.step if start else -1
+        if start:
+            task.restore(start)
+            if dist.world == 1 and start.get("world_size", 1) == 1:
+                ckpt.set_rng_state(start["rng"])  # bit-exact continuation
+            else:  # one saved stream cannot serve several ranks: a fresh, distinct stream per rank
+                task.reseed(self.step)
+        self.rows = read_metrics(self.folder.metrics, up_to_step=self.step) if dist.main else []
+        self.tb = _tensorboard(self.folder, self.step) if tensorboard and dist.main else None
+
+    # -----------------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.task.check_finite()  # never save NaN weights
+        if self.dist.main:
+            state = {"step": self.step, "epoch": self.task.epoch_of(self.step), "seconds": self.seconds,
+                     **self.task.state(), "rng": ckpt.rng_state(), "world_size": self.dist.world,
+                     "config": self.config}
+            ckpt.save_checkpoint(state, self.folder.checkpoints, self.step, self.schedule.keep_checkpoints)
+        self.last_saved = self.step
+
+    def log(self, seconds: float, steps: int, extra: dict, bar) -> None:
+        stats = self.task.read_stats()  # collective: every rank calls it at the same steps
+        if not self.dist.main:
+            return
+        rate = steps * self.task.images_per_step / max(seconds, 1e-9)
+        row = {"step": self.step, "epoch": self.task.epoch_of(self.step),
+               "kimg": self.step * self.task.images_per_step / 1000, **stats, **extra,
+               "img_per_s": round(rate, 1), "seconds": round(self.seconds, 1)}
+        self.rows.append(row)
+        with open(self.folder.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, row["step"])
+        warning = self.task.warn(row)
+        if warning:
+            bar.write(f"warning: {warning}")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items() if k.startswith("loss")} | {"img_s": f"{rate:.0f}"})
+
+    def sample(self) -> None:
+        if self.dist.main:
+            self.task.draw(self.step, self.folder)
+            self.plot()
+
+    def plot(self) -> None:
+        png = self.task.plot(self.rows) if self.rows else None
+        if png is not None:
+            write_atomic(self.folder.loss_plot, png)
+
+    # -----------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        s = self.schedule
+        bar = tqdm(total=s.steps, initial=self.step, unit="step", desc=self.task.kind, dynamic_ncols=True,
+                   disable=None if self.dist.main else True)
+        t_log, steps_since = time.perf_counter(), 0
+        stopped = failed = False
+        try:
+            with StopFlag() as stop:
+                while self.step < s.steps and not stopped:
+                    t0 = time.perf_counter()
+                    self.task.step(self.step)
+                    self.step += 1
+                    steps_since += 1
+                    bar.update(1)
+                    last = self.step == s.steps
+                    extra = self.task.validate(self.step) if self.step % s.sample_every == 0 or last else {}
+                    if self.step % s.log_every == 0 or last or extra:
+                        self.log(time.perf_counter() - t_log, steps_since, extra, bar)
+                        t_log, steps_since = time.perf_counter(), 0
+                    if self.step % s.sample_every == 0 or last:
+                        self.sample()
+                    if self.step % s.checkpoint_every == 0 or last:
+                        self.save()
+                    self.seconds += time.perf_counter() - t0  # wall time: logging and saving included
+                    stopped = self.task.agree_stop(bool(stop), self.step)
+                if stopped and self.step != self.last_saved:
+                    self.save()
+        except TrainingDiverged as e:
+            failed = True
+            raise TrainingDiverged(f"{e}; stopped ({self.last_good()}). {getattr(self.task, 'divergence_advice', '')}".rstrip())\
+                from None
+        except OSError as e:  # disk full, folder gone read-only, ...: the last checkpoint is intact
+            failed = True
+            resume = "continue with --resume" if self.folder.step_checkpoints() else "start again with --force"
+            raise UserError(f"{os_error(e)}; training stopped at step {self.step} ({self.last_good()}); "
+                            f"fix that and {resume}") from None
+        finally:
+            bar.close()
+            self._close(failed)
+        return {"run": str(self.folder.path), "step": self.step, "interrupted": stopped,
+                "seconds": round(self.seconds, 1), "samples": str(self.folder.samples),
+                "latest": str(self.folder.latest), **self.task.summary()}
+
+    def last_good(self) -> str:
+        good = self.folder.step_checkpoints()
+        return f"last good checkpoint: step {max(good)}" if good else "no checkpoint was written"
+
+    def _close(self, failed: bool) -> None:
+        try:
+            if self.dist.main:
+                self.plot()
+            if self.tb is not None:
+                self.tb.close()
+        except OSError:
+            if not failed:  # while failing, the first error is the one to report
+                raise
+
+
+def _tensorboard(folder: RunFolder, start_step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder.tensorboard), purge_step=start_step)
+
+
+def open_run(run: Path, resume: bool, force: bool, dist: Dist = Dist()) -> tuple[RunLock | None, dict | None]:
+    """Take the run folder (rank 0 holds its lock) and, for --resume, load the newest checkpoint.
+    A fresh start is checked here and cleared by `start_fresh` once the new config is known."""
+    lock = RunFolder(run).lock() if dist.main else None
+    try:
+        if resume:
+            return lock, ckpt.load_latest(run)
+        folder = RunFolder(run)
+        if folder.has_checkpoints() and not force:
+            raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
+        return lock, None
+    except BaseException:
+        if lock is not None:
+            lock.release(failed=True)
+        raise
+
+
+def start_fresh(run: Path, config: dict, force: bool, dist: Dist = Dist()) -> None:
+    """Rank 0: remove every file of an old run, then write config.json (atomically)."""
+    if dist.main:
+        folder = RunFolder(run)
+        folder.start_fresh(force)
+        write_atomic(folder.config, json.dumps(config, indent=1))
+    dist.barrier()  # rank 0 has prepared the folder before anyone reads or writes in it

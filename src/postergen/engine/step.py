@@ -1,0 +1,279 @@
+"""One GAN training step: D update(s), G update(s), EMA, plain or replayed as a CUDA graph.
+
+The step has no host synchronisation (no .item()): statistics accumulate in device tensors (Meter)
+and are read every `log_every` steps, so the data can live on the device and the step can be
+captured whole.
+
+--cuda-graph: each kind of training step captured once as a CUDA graph, then replayed.
+
+A 64 px DCGAN step launches a few hundred small kernels; issuing them one by one from Python takes
+longer than running them on a large GPU, which then idles. A graph replay launches all of them at
+once. What capture requires, and where this code provides it:
+
+- fixed input addresses: each batch is copied into static buffers before the replay;
+- no host synchronisation inside the step: Stepper and Meter have none (statistics stay on the
+  device until the log step reads them);
+- step-dependent numbers as device tensors: the EMA weight and the step number of the NaN check.
+  The D-update and R1 schedule is Python control flow, so each kind of step (Stepper.kind) gets
+  its own graph, at most three;
+- Adam with capturable=True (`build` sets it) and autocast without its cast cache (Stepper);
+- warm-up: the first WARMUP steps of each kind run eagerly on a side stream, so cuDNN autotuning
+  and Adam's lazy state allocation happen before capture, as PyTorch's CUDA-graph recipe asks.
+
+Noise, augmentation and label dropout draw from the CUDA generator; every replay advances it, so
+each replay draws fresh numbers, and the offsets match what the eager step would use.
+Persistent state (weights, Adam moments, EMA, meter sums) is allocated outside the graphs, so the
+graphs' private memory holds only per-step temporaries and gradients.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from postergen.config import TrainConfig
+from postergen.engine.augment import diff_augment
+from postergen.engine.losses import bce_d, get_loss, r1_penalty
+from postergen.engine.runtime import Dist, autocast
+from postergen.errors import TrainingDiverged, UserError
+
+
+@dataclass
+class Models:
+    G: nn.Module  # the bare modules: checkpoints, sampling, and passes that need no gradient sync
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    G_train: nn.Module | None = None  # DDP wrappers under torchrun (else the bare modules): the passes
+    D_train: nn.Module | None = None  # whose backward updates that network go through these
+
+    def __post_init__(self) -> None:
+        self.G_train = self.G_train or self.G
+        self.D_train = self.D_train or self.D
+
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> None:
+    """G_ema += weight * (G - G_ema); weight = 1 - beta (a device tensor in a captured step)."""
+    ema, params = list(G_ema.parameters()), list(G.parameters())
+    # No foreach lerp takes one tensor weight (it would be read on the host); a list of it is fine.
+    torch._foreach_lerp_(ema, params, [weight] * len(ema) if isinstance(weight, torch.Tensor) else weight)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+class Stepper:
+    """Holds the loss functions and augmentation chosen once from the config."""
+
+    def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool, world: int = 1) -> None:
+        self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
+        self.images_per_step = cfg.batch * world
+        d_loss, self.g_loss = get_loss(cfg.loss)
+        self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
+        self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
+        self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
+        self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
+
+    def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        # Label dropout: a zero genre vector means "no genre", so the model also samples without one.
+        keep = torch.rand(genres.shape[0], 1, device=genres.device) >= self.cfg.label_dropout
+        return genres * keep
+
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.z_dim, device=self.device)
+
+    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool) -> tuple[torch.Tensor, ...]:
+        m, cfg = self.m, self.cfg
+        with self.autocast:
+            with torch.no_grad():
+                fake = m.G(self._z(real.shape[0]), genres)
+            logits_real = m.D_train(self.aug(real), genres)  # (B,)
+            logits_fake = m.D_train(self.aug(fake), genres)  # (B,)
+            loss = self.d_loss(logits_real, logits_fake)
+        if r1:
+            # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
+            # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
+            # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
+            x = real.detach().requires_grad_(True)
+            penalty = r1_penalty(m.D(self.aug(x), genres).float(), x)
+            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
+        m.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        m.opt_d.step()
+        return loss.detach(), torch.sigmoid(logits_real.detach().float()).mean(), \
+            torch.sigmoid(logits_fake.detach().float()).mean()
+
+    def g_update(self, batch: int, genres: torch.Tensor | None) -> torch.Tensor:
+        m = self.m
+        m.D.requires_grad_(False)  # G's step needs gradients through D, not for D (bare D: no sync)
+        with self.autocast:
+            fake = m.G_train(self._z(batch), genres)
+            loss = self.g_loss(m.D(self.aug(fake), genres))
+        m.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        m.opt_g.step()
+        m.D.requires_grad_(True)
+        return loss.detach()
+
+    def ema_weight(self, step: int) -> float:
+        """1 - the per-step EMA decay, for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
+
+        With ramp-up the half-life is at most ema_rampup x images seen, so a young run's EMA is not
+        stuck near the random initial weights.
+        """
+        cfg = self.cfg
+        seen = (step + 1) * self.images_per_step
+        half_life = cfg.ema_kimg * 1000
+        if cfg.ema_rampup > 0:
+            half_life = min(half_life, seen * cfg.ema_rampup)
+        return 1.0 - 0.5 ** (self.images_per_step / max(half_life, 1e-8))
+
+    def kind(self, step: int) -> tuple[bool, bool]:
+        """(D updates?, R1 penalty?) at this step: a function of the step, so a resumed run keeps the
+        schedule. Steps of one kind run the same kernels; --cuda-graph captures one graph per kind."""
+        cfg = self.cfg
+        d = step % cfg.d_every == 0
+        return d, d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
+
+    def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.run(self.kind(step), real, genres, self.ema_weight(step))
+
+    def run(self, kind: tuple[bool, bool], real: torch.Tensor, genres: torch.Tensor,
+            ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step of the given kind; the step number enters only through `kind` and `ema_weight`."""
+        d, r1 = kind
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        genres = self._genres(genres)
+        out = {}
+        if d:
+            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, r1)
+        for _ in range(self.cfg.g_steps):
+            out["loss_g"] = self.g_update(real.shape[0], genres)
+        if self.m.G_ema is not None:
+            update_ema(self.m.G_ema, self.m.G, ema_weight)
+        return out
+
+
+class Meter:
+    """Device-side sums of the step statistics; read (one sync, across ranks too) only at log time."""
+
+    KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+    def __init__(self, device: torch.device, dist: Dist = Dist()) -> None:
+        self.dist = dist
+        self.sums = torch.zeros(len(self.KEYS), device=device)
+        self.counts = torch.zeros(len(self.KEYS), device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, step: int | torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
+        for i, k in enumerate(self.KEYS):
+            if k in stats:
+                self.sums[i] += stats[k].float()
+                self.counts[i] += 1
+        finite = torch.stack([torch.isfinite(v.float()) for v in stats.values()]).all()
+        # In place: a captured step must update the tensors the meter reads, not rebind new ones.
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~finite, step, self.first_bad))
+
+    def read_check(self) -> None:
+        """Raises TrainingDiverged if a loss was NaN/inf on any rank (so no NaN gets saved)."""
+        bad = int(self.dist.all_reduce(self.first_bad.clone(), op="max"))
+        if bad >= 0:
+            raise TrainingDiverged(f"loss became NaN/inf at step {bad + 1}")
+
+    def read(self) -> dict[str, float]:
+        """Mean statistics since the last read, over all ranks (checked for NaN/inf first)."""
+        self.read_check()
+        totals = self.dist.all_reduce(torch.stack([self.sums, self.counts]))
+        values = (totals[0] / totals[1].clamp(min=1)).tolist()
+        self.sums.zero_()
+        self.counts.zero_()
+        return dict(zip(self.KEYS, values))
+
+
+def step_runner(stepper: Stepper, meter: Meter, cuda_graph: bool = False):
+    """The loop's per-step call, (step, real, genres) -> None: the plain step feeding the meter, or
+    (cuda_graph) its CUDA-graph replay (below)."""
+    if cuda_graph:
+        return GraphedStep(stepper, meter)
+    return lambda step, real, genres: meter.add(step, stepper.step(step, real, genres))
+
+
+
+# ---------------------------------------------------------------------------------------------
+# --cuda-graph
+
+
+
+
+class StaticStep:
+    """Runs steps through fixed input buffers and device scalars: the form a CUDA graph captures.
+
+    On its own it runs eagerly (on any device), which is how the CPU test suite checks that this
+    form computes exactly what Stepper.step + Meter.add compute.
+    """
+
+    def __init__(self, stepper: Stepper, meter: Meter) -> None:
+        self.stepper, self.meter = stepper, meter
+        self.real: torch.Tensor | None = None  # allocated from the first batch's shape
+        self.genres: torch.Tensor | None = None
+        device = stepper.device
+        self.step_t = torch.zeros((), dtype=torch.long, device=device)
+        self.ema_w = torch.zeros((), dtype=torch.float32, device=device)
+
+    def load(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> tuple[bool, bool]:
+        """Copy this step's inputs into the static buffers; -> the step's kind."""
+        if self.real is None:
+            self.real, self.genres = torch.empty_like(real), torch.empty_like(genres)
+        self.real.copy_(real)
+        self.genres.copy_(genres)
+        self.step_t.fill_(step)
+        self.ema_w.fill_(self.stepper.ema_weight(step))
+        return self.stepper.kind(step)
+
+    def body(self, kind: tuple[bool, bool]) -> None:
+        self.meter.add(self.step_t, self.stepper.run(kind, self.real, self.genres, self.ema_w))
+
+    def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
+        self.body(self.load(step, real, genres))
+
+
+class GraphedStep(StaticStep):
+    """StaticStep whose body is captured per kind after WARMUP eager runs of that kind, then replayed."""
+
+    WARMUP = 3
+
+    def __init__(self, stepper: Stepper, meter: Meter) -> None:
+        if stepper.device.type != "cuda":
+            raise UserError(f"--cuda-graph needs a CUDA device; this run is on {stepper.device.type}")
+        super().__init__(stepper, meter)
+        self.graphs: dict[tuple[bool, bool], torch.cuda.CUDAGraph] = {}
+        self.eager_runs: Counter = Counter()
+        self.replays = 0
+        self.side = torch.cuda.Stream(stepper.device)
+
+    def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
+        kind = self.load(step, real, genres)
+        graph = self.graphs.get(kind)
+        if graph is None and self.eager_runs[kind] < self.WARMUP:
+            self.eager_runs[kind] += 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                self.body(kind)
+            torch.cuda.current_stream().wait_stream(self.side)
+            return
+        if graph is None:
+            graph = self.graphs[kind] = torch.cuda.CUDAGraph()
+            # thread_local: the streaming loader's thread may touch CUDA (pinned memory) meanwhile.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.body(kind)  # recorded, not run: the replay below runs this step
+        graph.replay()
+        self.replays += 1

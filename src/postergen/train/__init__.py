@@ -1,1 +1,0 @@
-"""Training: losses, augmentation and the training loop."""
