@@ -29,18 +29,29 @@ POST /api/generate
   Every PNG carries postergen's provenance text chunks (`postergen info` prints them).
 
 Errors are JSON {"error": "one line", "detail": ...}: 404 unknown run/checkpoint/file, 400 a bad
-genre or a missing run choice, 409 no checkpoint yet or no upscaler, 422 fields out of range.
+genre or a missing run choice, 409 no checkpoint yet, a damaged one or no upscaler, 422 fields out
+of range, 421 a Host header the studio does not answer to (below). Paths in errors are relative to
+the served folder (Studio.relative): a response never tells where the studio's files live.
+
+Host check (DNS rebinding): a web page on another site can point its own name at 127.0.0.1 and then
+read this unauthenticated API from the visitor's browser; such requests carry that site's name in
+Host. So every request's Host must name the server as it was bound (host_names): for a loopback bind
+localhost, 127.0.0.1 or [::1]; for a specific address that address; plus any --allowed-host names.
+A bind to every address (0.0.0.0, ::) accepts any Host: whoever can reach the port is trusted then.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import ipaddress
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated, Iterable, Iterator
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
@@ -49,7 +60,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postergen import __version__
 from postergen.errors import UserError
@@ -63,6 +76,9 @@ STATIC = Path(__file__).parent / "static"
 MAX_POSTERS = 64  # per request: a page of posters, and a bound on the work one request can ask for
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # the names a loopback-bound studio answers to
+EVERYWHERE = frozenset({"", "0.0.0.0", "::"})  # bind addresses that listen on every interface
 
 
 class _Posters(BaseModel):
@@ -193,7 +209,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         status = next(code for kind, code in statuses if isinstance(exc, kind))
-        return _error(status, str(exc))
+        return _error(status, _studio(request).relative(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -205,23 +221,107 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:  # a bug, not the client's mistake
-        return _error(500, f"internal error ({type(exc).__name__}: {str(exc)[:200]})")
+        message = _studio(request).relative(str(exc))  # the server log has the traceback, with full paths
+        return _error(500, f"internal error ({type(exc).__name__}: {message[:200]})")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
 
+def host_names(bind: str, extra: Iterable[str] = ()) -> frozenset[str] | None:
+    """The Host names a server bound to `bind` answers to, plus `extra`; None (any) when it binds everywhere.
+
+    A loopback bind answers to every loopback name (a browser may say localhost, 127.0.0.1 or [::1]);
+    another address only to itself: the names a DNS-rebinding page can put in Host are its own.
+    """
+    bind = _unbracket(bind.strip().lower())
+    if bind in EVERYWHERE:
+        return None
+    names = {bind, *(_unbracket(name.strip().lower()) for name in extra)}
+    return frozenset(names | LOOPBACK if bind in LOOPBACK else names)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return False
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _host_of(header: str) -> str | None:
+    """The name in a Host header ('[::1]:8000' -> '::1'), or None when it is malformed."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, bracket, port = header[1:].partition("]")
+        if not bracket:
+            return None
+    else:
+        name, colon, port = header.partition(":")
+        port = colon + port
+    if port and not (port.startswith(":") and port[1:].isdigit() and len(port) <= 6):
+        return None
+    return name or None
+
+
+class HostCheck:
+    """Answers 421 to requests whose Host is not one of `names`, before routing or any handler runs.
+
+    Not Starlette's TrustedHostMiddleware: that one refuses with plain text (the API promises JSON
+    errors), 400 (421 Misdirected Request says what happened: the request reached a server that does
+    not serve that name), and carries a www-redirect that has no place here.
+    """
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]) -> None:
+        self.app = app
+        self.names = frozenset(names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            header = Headers(scope=scope).get("host", "")
+            if _host_of(header) not in self.names:
+                if scope["type"] == "websocket":  # none are served; refuse before accepting
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                served = ", ".join(f"[{n}]" if ":" in n else n for n in sorted(self.names))
+                asked = f"host {header[:80]!r}" if header else "requests without a Host header"
+                response = _error(421, f"this studio does not answer to {asked}, only to {served} "
+                                       "(a defence against DNS rebinding; `postergen serve --allowed-host NAME` adds a name)")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def check_root(root: Path) -> None:
+    """A one-line UserError unless ROOT is a folder the studio can list."""
+    try:
+        mode = root.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"{root}: no such folder") from None
+    except OSError as e:
+        raise UserError(f"{root}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{root}: not a folder (give a run folder, or a folder of runs)")
+    try:
+        run_folders.discover(root)
+    except Unavailable as e:
+        raise UserError(f"{root}: {e}") from None
+
+
 def create_app(root: Path, device: str = "cpu", upscaler: upscalers.Upscaler | None = None,
-               workers: int = 2) -> FastAPI:
+               workers: int = 2, allowed_hosts: Iterable[str] | None = LOOPBACK) -> FastAPI:
     """The studio over ROOT (a run folder, or a folder of runs).
 
     device: 'cpu', 'cuda', 'mps' or 'auto'; upscaler: None looks for one (postergen.web.upscaler.find);
-    workers: generation requests rendered at once (more queue; one forward pass already uses every core).
+    workers: generation requests rendered at once (more queue; one forward pass already uses every core);
+    allowed_hosts: the Host names it answers to (host_names(bind) for a server; None: any).
     """
     root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such folder")
+    check_root(root)
     dev = pick_device(device)
     studio = Studio(root, dev, upscaler if upscaler is not None else upscalers.find(root, dev))
 
@@ -234,22 +334,35 @@ def create_app(root: Path, device: str = "cpu", upscaler: upscalers.Upscaler | N
                   docs_url=None, redoc_url=None,
                   description="Generate AI movie posters from postergen runs. See the module docstring of postergen.web.app.")
     app.state.studio = studio
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, names=allowed_hosts)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_error_handlers(app)
     return app
 
 
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket, or a one-line UserError (port taken, unknown host)."""
+    """A listening socket, or a one-line UserError naming the address (port taken or out of range, unknown host)."""
+    host = _unbracket(host)
+    where = _netloc(host, port)
+    if not 0 <= port <= 65535:
+        raise UserError(f"cannot listen on {where}: a port is 0-65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
     try:
         sock.bind((host, port))
+        sock.listen()  # here, not in uvicorn: the port is ours (or the error one line) before the server starts
     except OSError as e:
         sock.close()
-        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+        if e.errno == errno.EADDRINUSE:
+            raise UserError(f"cannot listen on {where}: the port is in use (another server? choose another --port)") from None
+        raise UserError(f"cannot listen on {where} ({e.strerror or e})") from None
     return sock
 
 
@@ -259,16 +372,37 @@ def _server(app: FastAPI):
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
 
 
-def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
-    """Run the studio until Ctrl-C. Loopback by default: the studio has no authentication."""
-    app = create_app(root, device)
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
+          allowed_hosts: Iterable[str] = ()) -> None:
+    """Run the studio until Ctrl-C. Loopback by default: the studio has no authentication.
+
+    allowed_hosts: more Host names to answer to (host_names); every failure to start is a one-line UserError.
+    """
+    names = host_names(host, allowed_hosts)
+    app = create_app(root, device, allowed_hosts=names)
     sock = bind(host, port)
     studio: Studio = app.state.studio
-    print(f"postergen studio: http://{host}:{port}/  ({len(studio.runs())} run(s) under {root}, "
-          f"device {studio.device}; Ctrl-C stops)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}: anyone who can reach it can use the studio (no authentication)")
-    _server(app).run(sockets=[sock])
+    server = _server(app)
+    try:
+        port = sock.getsockname()[1]
+        print(f"postergen studio: http://{_netloc(_unbracket(host), port)}/  "
+              f"({len(studio.runs())} run(s) under {root}, device {studio.device}; Ctrl-C stops)")
+        if names is None:
+            print(f"warning: listening on every address: anyone who can reach port {port} can use the studio "
+                  "(no authentication), and the Host check is off")
+        elif not _is_loopback(_unbracket(host)):
+            print(f"warning: listening on {host}: anyone who can reach it can use the studio (no authentication)")
+        server.run(sockets=[sock])
+    except UserError:
+        raise
+    except OSError as e:
+        raise UserError(f"the studio stopped: {e.strerror or e}") from None
+    except SystemExit as e:  # uvicorn exits when the app fails to start
+        if server.started:
+            raise
+        raise UserError(f"the studio did not start (uvicorn exit code {e.code})") from None
+    finally:
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -285,7 +419,7 @@ def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[st
         sock.close()
         raise RuntimeError("the studio server did not start")
     try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield f"http://{_netloc(_unbracket(host), sock.getsockname()[1])}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

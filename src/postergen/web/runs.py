@@ -44,28 +44,56 @@ def is_run(folder: Path) -> bool:
 
 
 def discover(root: Path) -> dict[str, Path]:
-    """-> {run id: folder}. A root that is a run is the only run; otherwise its immediate subfolders that are runs."""
+    """-> {run id: folder}. A root that is a run is the only run; otherwise its immediate subfolders that are runs.
+
+    A root the OS will not list is Unavailable (its message names no path: clients see it); a
+    subfolder that cannot be read is skipped, so one locked folder does not hide the other runs.
+    """
     root = root.resolve()
-    if is_run(root):
-        return {root.name: root}
-    if not root.is_dir():
-        return {}
+    try:
+        if is_run(root):
+            return {root.name: root}
+        if not root.is_dir():
+            return {}
+        folders = sorted(root.iterdir())
+    except OSError as e:
+        raise Unavailable(f"cannot list the served folder ({e.strerror or type(e).__name__})") from None
     runs = {}
-    for folder in sorted(root.iterdir()):
+    for folder in folders:
         if folder.name.startswith(".") or folder.name == UPSCALER_FOLDER:
             continue
-        if folder.is_dir() and is_run(folder):
-            runs[folder.name] = folder
+        try:
+            if folder.is_dir() and is_run(folder):
+                runs[folder.name] = folder
+        except OSError:
+            continue
     return runs
 
 
 def read_config(run: Path) -> dict:
+    """The run's config.json ({} before training writes it); Unavailable when it is unreadable or not an object."""
     try:
-        return json.loads((run / "config.json").read_text())
+        config = json.loads((run / "config.json").read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as e:
-        raise Unavailable(f"{run.name}: config.json is not readable ({e})") from None
+    except OSError as e:  # str(e) would name the absolute path; strerror does not
+        raise Unavailable(f"{run.name}: config.json is not readable ({e.strerror or type(e).__name__})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+        raise Unavailable(f"{run.name}: config.json is not readable ({str(e)[:200] or type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise Unavailable(f"{run.name}: config.json is not readable (not a JSON object)")
+    return config
+
+
+def _section(config: dict, key: str) -> dict:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def genre_list(config: dict) -> list[str]:
+    """The config's genres as the page expects them: a list of strings (a damaged file gives [])."""
+    genres = config.get("genres")
+    return [g for g in genres if isinstance(g, str)] if isinstance(genres, list) else []
 
 
 def checkpoints(run: Path) -> list[str]:
@@ -156,16 +184,16 @@ def summary(run_id: str, run: Path) -> dict:
         config, error = read_config(run), None
     except Unavailable as e:  # one broken run must not hide the others
         config, error = {}, str(e)
-    model = config.get("model", {})
+    model = _section(config, "model")
     return {
         "id": run_id,
         "error": error,
-        "genres": config.get("genres", []),
+        "genres": genre_list(config),
         "height": model.get("height"),
         "width": model.get("width"),
         "z_dim": model.get("z_dim"),
         "step": last_step(run),
-        "steps": config.get("train", {}).get("steps"),
+        "steps": _section(config, "train").get("steps"),
         "checkpoints": checkpoints(run),
         "report": file_url(run_id, "report.html") if (run / "report.html").is_file() else None,
         "active": is_active(run),
@@ -180,7 +208,7 @@ def progress(run_id: str, run: Path) -> dict:
     return {
         "run": run_id,
         "step": last_step(run),
-        "steps": config.get("train", {}).get("steps"),
+        "steps": _section(config, "train").get("steps"),
         "active": is_active(run),
         "checkpoints": checkpoints(run),
         "loss": _stamped(run_id, run, "loss.png"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import secrets
 import threading
 import time
@@ -92,6 +93,32 @@ class Studio:
         self.upscaler = upscaler
         self.generators = Generators(device)
 
+    def _bases(self) -> tuple[Path, Path]:
+        """The folder paths are shown relative to, resolved and as given (made absolute): the root, or the
+        folder above it when the root is one run, so that shown paths start with the run id the API uses."""
+        resolved, given = self.root.resolve(), self.root.absolute()
+        try:
+            one_run = run_folders.is_run(resolved)
+        except OSError:
+            one_run = False
+        return (resolved.parent, given.parent) if one_run else (resolved, given)
+
+    def shown(self, path: Path) -> str:
+        """A path as clients see it: relative to the served folder, never absolute (that would tell where the files live)."""
+        path = Path(path)
+        for candidate in (path.absolute(), path.resolve()):  # a run may be a link to a folder elsewhere
+            for base in self._bases():
+                if candidate.is_relative_to(base):
+                    return candidate.relative_to(base).as_posix() or "."
+        return path.name
+
+    def relative(self, text: str) -> str:
+        """`text` (an error message) with the served folder's absolute spellings replaced by relative paths."""
+        for base in sorted({str(b) for b in self._bases()}, key=len, reverse=True):
+            if base != "/":
+                text = re.sub(re.escape(base) + r"(/|(?![\w.-]))", lambda m: "" if m.group(1) else ".", text)
+        return text
+
     def runs(self) -> dict[str, Path]:
         return run_folders.discover(self.root)  # listed afresh: runs appear while the server runs
 
@@ -102,7 +129,7 @@ class Studio:
             if len(runs) == 1:
                 return next(iter(runs.items()))
             if not runs:
-                raise NotFound(f"no runs under {self.root}")
+                raise NotFound("no runs in the served folder (a run folder holds config.json or checkpoints/latest.pt)")
             raise UserError(f"choose a run: {', '.join(runs)}")
         if run_id not in runs:
             raise NotFound(f"unknown run {run_id[:80]!r}; known: {', '.join(runs) or 'none'}")
@@ -110,8 +137,14 @@ class Studio:
 
     def _model(self, run_id: str | None, checkpoint: str) -> tuple[str, torch.nn.Module, dict]:
         run_id, run = self.run(run_id)
-        G, config = self.generators.get(run_folders.checkpoint_path(run, checkpoint))
-        return run_id, G, config
+        path = run_folders.checkpoint_path(run, checkpoint)
+        try:
+            G, config = self.generators.get(path)
+        except NotFound:
+            raise
+        except UserError as e:  # a damaged file: the server's problem, not the request's, and no absolute path
+            raise Unavailable(self.relative(str(e))) from None
+        return run_id, G, {**config, "source": self.shown(path)}  # the posters' provenance names the checkpoint
 
     def generate(self, run: str | None = None, checkpoint: str = "latest.pt", genres: list[str] = (),
                  seed: int | None = None, n: int = 8, truncation: float | None = None,

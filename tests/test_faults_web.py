@@ -1,0 +1,237 @@
+"""The studio under attack and misuse: foreign Host headers (DNS rebinding), broken runs whose errors
+must not reveal where the studio's files live, and `serve` on a taken port or a root that is no folder."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import pathlib
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from PIL import Image
+
+from postergen.errors import UserError
+from postergen.web.app import create_app, host_names, running, serve
+
+
+def request(base: str, method: str, path: str, body=None, host: str | None = None) -> tuple[int, str, bytes]:
+    """-> (status, content type, body), with the Host header as given (None: the base URL's)."""
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    headers = {} if host is None else {"Host": host}
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=headers)
+    response = conn.getresponse()
+    out = response.status, response.getheader("Content-Type", ""), response.read()
+    conn.close()
+    return out
+
+
+def raw_request(base: str, data: bytes) -> bytes:
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def faulty_root(tiny_run: Path, tmp_path_factory) -> Path:
+    """A good run and runs broken in the ways a disk or an interrupted copy breaks them."""
+    root = tmp_path_factory.mktemp("faults") / "runs"
+    for name in ("good", "cut", "junk", "cfgdir"):
+        shutil.copytree(tiny_run, root / name)
+    latest = root / "cut" / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:100])  # a copy cut short
+    (root / "junk" / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint at all")
+    (root / "cfgdir" / "config.json").unlink()
+    (root / "cfgdir" / "config.json").mkdir()  # reading it fails with an OSError that names the path
+    return root
+
+
+@pytest.fixture(scope="module")
+def studio(faulty_root: Path):
+    with running(create_app(faulty_root, device="cpu")) as base:
+        yield base
+
+
+# --- Host header (DNS rebinding) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
+                                  "localhost.evil.example:{port}", "[::2]:{port}", "", "::1", "127.0.0.1:{port}@evil"])
+def test_foreign_host_is_refused_before_any_handler(studio, host):
+    port = urlsplit(studio).port
+    for method, path, body in (("GET", "/api/runs", None), ("GET", "/", None),
+                               ("POST", "/api/generate", {"run": "good", "n": 1, "seed": 1})):
+        status, kind, data = request(studio, method, path, body, host=host.format(port=port))
+        assert status in (400, 421), (host, path, status, data[:200])
+        assert kind.startswith("application/json")
+        assert json.loads(data)["error"]
+        assert b"good" not in data and b"data:image" not in data  # nothing of the studio leaks out
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}",
+                                  "127.0.0.1", "localhost"])
+def test_loopback_names_are_served(studio, host):
+    port = urlsplit(studio).port
+    status, _, data = request(studio, "GET", "/api/runs", host=host.format(port=port))
+    assert status == 200, data[:200]
+    assert "good" in [run["id"] for run in json.loads(data)]
+
+
+def test_request_without_host_is_refused(studio):
+    reply = raw_request(studio, b"GET /api/runs HTTP/1.0\r\n\r\n")
+    assert reply.split(b" ", 2)[1] in (b"400", b"421"), reply[:200]
+    assert b"good" not in reply
+
+
+def test_host_names_follow_the_bind_address():
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    for bind in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        assert host_names(bind) == loopback
+    assert host_names("127.0.0.1", ["studio.lan", "Box.Local"]) == loopback | {"studio.lan", "box.local"}
+    assert host_names("192.168.1.5") == {"192.168.1.5"}
+    assert host_names("192.168.1.5", ["studio.lan"]) == {"192.168.1.5", "studio.lan"}
+    assert host_names("0.0.0.0") is None and host_names("::") is None and host_names("") is None  # any: no protection
+
+
+def test_allowed_hosts_of_a_custom_app(faulty_root: Path):
+    with running(create_app(faulty_root, device="cpu", allowed_hosts={"studio.lan"})) as base:
+        port = urlsplit(base).port
+        assert request(base, "GET", "/api/health", host=f"studio.lan:{port}")[0] == 200
+        assert request(base, "GET", "/api/health", host=f"127.0.0.1:{port}")[0] in (400, 421)
+    with running(create_app(faulty_root, device="cpu", allowed_hosts=None)) as base:  # None: any host
+        assert request(base, "GET", "/api/health", host="anything.example")[0] == 200
+
+
+# --- no absolute paths in responses ------------------------------------------------------------
+
+def secrets_of(root: Path) -> list[bytes]:
+    """Strings that would tell a client where the studio's files are."""
+    return [str(p).encode() for p in {root.resolve(), root.absolute(), root.resolve().parent.parent}]
+
+
+def test_broken_runs_answer_without_absolute_paths(studio, faulty_root: Path):
+    seen = {}
+    for run in ("good", "cut", "junk", "cfgdir", "missing", "..", "%2e%2e"):
+        for path in ("", "/genres", "/progress", "/files/config.json", "/files/loss.png", "/files/nope.txt"):
+            status, _, data = request(studio, "GET", f"/api/runs/{run}{path}")
+            if path != "/files/config.json" or status != 200:  # the run's own config.json is served as it is
+                seen[f"GET {run}{path}"] = (status, data)
+        for checkpoint in ("latest.pt", "step-0000002.pt", "nope.pt"):
+            for route, body in (("/api/generate", {"n": 1, "seed": 1}), ("/api/interpolate", {"seeds": [1, 2], "frames": 2})):
+                status, _, data = request(studio, "POST", route, {**body, "run": run, "checkpoint": checkpoint})
+                seen[f"POST {route} {run} {checkpoint}"] = (status, data)
+    seen["GET /api/runs"] = request(studio, "GET", "/api/runs")[::2]
+    seen["POST no run"] = request(studio, "POST", "/api/generate", {"n": 1})[::2]
+    for what, (status, data) in seen.items():
+        assert status < 500, (what, data[:300])
+        for secret in secrets_of(faulty_root):
+            assert secret not in data, (what, data[:300])
+
+    cut = json.loads(seen["POST /api/generate cut latest.pt"][1])
+    assert seen["POST /api/generate cut latest.pt"][0] == 409
+    assert "cut/checkpoints/latest.pt" in cut["error"] and "not a loadable" in cut["error"]
+    assert seen["POST /api/generate junk latest.pt"][0] == 409
+    cfgdir = next(run for run in json.loads(seen["GET /api/runs"][1]) if run["id"] == "cfgdir")
+    assert "config.json is not readable" in cfgdir["error"]
+
+
+def test_poster_provenance_names_the_checkpoint_relative_to_the_root(studio, faulty_root: Path):
+    status, _, data = request(studio, "POST", "/api/generate", {"run": "good", "n": 1, "seed": 3})
+    assert status == 200
+    url = json.loads(data)["images"][0]["url"]
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert image.text["postergen:source"] == "good/checkpoints/latest.pt"
+
+
+def test_single_run_root_shows_paths_from_the_run_name(tiny_run: Path, tmp_path: Path):
+    run = tmp_path / "solo"
+    shutil.copytree(tiny_run, run)
+    latest = run / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:100])
+    with running(create_app(run, device="cpu")) as base:
+        status, _, data = request(base, "POST", "/api/generate", {"n": 1})
+    assert status == 409 and str(tmp_path).encode() not in data
+    assert "solo/checkpoints/latest.pt" in json.loads(data)["error"]
+
+
+def test_unlistable_root_while_serving_is_409_without_path(faulty_root: Path, studio, monkeypatch):
+    real = pathlib.Path.iterdir
+
+    def refuse(self):
+        if self.name == "runs":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", refuse)
+    status, kind, data = request(studio, "GET", "/api/runs")
+    assert status == 409 and kind.startswith("application/json"), data[:300]
+    assert "Permission denied" in json.loads(data)["error"]
+    for secret in secrets_of(faulty_root):
+        assert secret not in data
+
+
+# --- `serve` fails with one line ---------------------------------------------------------------
+
+def serve_error(cli, *args) -> str:
+    code, out, err = cli("serve", *args, "--device", "cpu")
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("postergen serve: error: ")
+    return err
+
+
+def test_serve_on_a_port_in_use(cli, faulty_root: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = serve_error(cli, faulty_root, "--port", port)
+    assert f"127.0.0.1:{port}" in err and "in use" in err
+
+
+def test_serve_on_a_bound_port(faulty_root: Path):
+    with socket.socket() as taken:  # bound, not yet listening
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"127.0.0.1:{port}"):
+            serve(faulty_root, "127.0.0.1", port, "cpu")
+
+
+@pytest.mark.parametrize("host, port, words", [("127.0.0.1", 70000, "port"), ("127.0.0.1", -1, "port"),
+                                               ("192.0.2.1", 0, "192.0.2.1"), ("no-such-host.invalid", 0, "no-such-host.invalid")])
+def test_serve_on_an_address_it_cannot_have(cli, faulty_root: Path, host, port, words):
+    assert words in serve_error(cli, faulty_root, "--host", host, "--port", port)
+
+
+def test_serve_on_a_root_that_is_no_folder(cli, tmp_path: Path):
+    (tmp_path / "file.txt").write_text("x")
+    assert "not a folder" in serve_error(cli, tmp_path / "file.txt")
+    assert "no such folder" in serve_error(cli, tmp_path / "missing")
+    assert "no such folder" in serve_error(cli, tmp_path / "file.txt" / "below")
+
+
+def test_serve_on_an_unreadable_root(cli, tmp_path: Path, monkeypatch):
+    root = tmp_path / "locked"
+    root.mkdir()
+    real = pathlib.Path.iterdir
+
+    def refuse(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", refuse)
+    err = serve_error(cli, root)
+    assert "locked" in err and "Permission denied" in err
