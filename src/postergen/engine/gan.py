@@ -18,6 +18,7 @@ from postergen.config import RUN_FIXED, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
 from postergen.draw import fixed_inputs, render, save_grid
 from postergen.engine.monitor import FailureWatch
+from postergen.engine.objectives import trainable
 from postergen.engine.plots import loss_plot
 from postergen.engine.diagnose import d_overpowering
 from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
@@ -50,10 +51,6 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
 
     ids = [device.index] if device.type == "cuda" else None
     return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids), DDP(D, device_ids=ids))
-
-
-def trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
 
 
 def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:

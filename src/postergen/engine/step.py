@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import nn
 
 from postergen.config import TrainConfig
-from postergen.engine.augment import diff_augment
-from postergen.engine.losses import bce_d, get_loss, r1_penalty
+from postergen.engine.losses import r1_penalty
+from postergen.engine.objectives import Objective, frozen, trainable
 from postergen.engine.runtime import Dist, autocast
 from postergen.errors import TrainingDiverged, UserError
 
@@ -69,14 +68,13 @@ def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> 
 
 
 class Stepper:
-    """Holds the loss functions and augmentation chosen once from the config."""
+    """One training step of the models in `m` under the objective chosen once from the config."""
 
     def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool, world: int = 1) -> None:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
         self.images_per_step = cfg.batch * world
-        d_loss, self.g_loss = get_loss(cfg.loss)
-        self.d_loss = partial(bce_d, real_target=cfg.real_label) if cfg.loss == "bce" else d_loss
-        self.aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
+        self.obj = Objective.from_config(cfg)
+        self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
 
@@ -91,20 +89,20 @@ class Stepper:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
     def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool) -> tuple[torch.Tensor, ...]:
-        m, cfg = self.m, self.cfg
+        m = self.m
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            logits_real = m.D_train(self.aug(real), genres)  # (B,)
-            logits_fake = m.D_train(self.aug(fake), genres)  # (B,)
-            loss = self.d_loss(logits_real, logits_fake)
+            logits_real = m.D_train(self.obj.augment(real), genres)  # (B,)
+            logits_fake = m.D_train(self.obj.augment(fake), genres)  # (B,)
+            loss = self.obj.d_loss(logits_real, logits_fake)
         if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
             # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
             x = real.detach().requires_grad_(True)
-            penalty = r1_penalty(m.D(self.aug(x), genres).float(), x)
-            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * penalty
+            penalty = r1_penalty(m.D(self.obj.augment(x), genres).float(), x)
+            loss = loss + self.obj.r1_weight * penalty
         m.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         m.opt_d.step()
@@ -113,14 +111,13 @@ class Stepper:
 
     def g_update(self, batch: int, genres: torch.Tensor | None) -> torch.Tensor:
         m = self.m
-        m.D.requires_grad_(False)  # G's step needs gradients through D, not for D (bare D: no sync)
-        with self.autocast:
-            fake = m.G_train(self._z(batch), genres)
-            loss = self.g_loss(m.D(self.aug(fake), genres))
-        m.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        m.opt_g.step()
-        m.D.requires_grad_(True)
+        with frozen(self.d_trainable):  # G's step needs gradients through D, not for D (bare D: no sync)
+            with self.autocast:
+                fake = m.G_train(self._z(batch), genres)
+                loss = self.obj.g_loss(m.D(self.obj.augment(fake), genres))
+            m.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            m.opt_g.step()
         return loss.detach()
 
     def ema_weight(self, step: int) -> float:

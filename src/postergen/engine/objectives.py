@@ -1,0 +1,55 @@
+"""What a GAN optimises, apart from how a step runs it: the adversarial loss, the regularisers,
+the augmentation D sees, and which parameters train.
+
+The math lives in losses.py (pure functions of logits) and augment.py (DiffAugment); this module
+picks them from a TrainConfig once. Parameters with requires_grad=False (a frozen pretrained
+backbone) are never given to an optimiser and never switched on by a step.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from postergen.config import TrainConfig
+from postergen.engine.augment import diff_augment
+from postergen.engine.losses import DLoss, GLoss, bce_d, get_loss
+
+
+@dataclass
+class Objective:
+    d_loss: DLoss  # (logits_real, logits_fake) -> scalar
+    g_loss: GLoss  # logits_fake -> scalar
+    augment: Callable[[torch.Tensor], torch.Tensor]  # applied to every image D sees, real or fake
+    r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "Objective":
+        d_loss, g_loss = get_loss(cfg.loss)
+        if cfg.loss == "bce":
+            d_loss = partial(bce_d, real_target=cfg.real_label)
+        aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
+        return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every)
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimiser updates: those that require gradients when the model is built."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+@contextmanager
+def frozen(params: list[nn.Parameter]) -> Iterator[None]:
+    """Stop gradients into `params` for a while (D during G's update): gradients still flow through
+    them to the input, and afterwards exactly these parameters train again, frozen ones stay frozen."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

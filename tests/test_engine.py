@@ -1,0 +1,149 @@
+"""The run engine: one lifecycle for GAN and SR runs, run kinds, and what trains."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import built_in_dataset, tiny_train_args
+from postergen.config import from_preset
+from postergen.data.dataset import open_dataset
+from postergen.engine import sr as sr_engine
+from postergen.engine.checkpoint import load_checkpoint
+from postergen.engine.gan import train
+from postergen.engine.sr import SRTrainConfig, train_sr
+from postergen.errors import TrainingDiverged, UserError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def hr_dataset(tmp_path_factory) -> Path:
+    return built_in_dataset(tmp_path_factory.mktemp("sr"), n=24, size=64)
+
+
+def tiny_sr(**overrides) -> SRTrainConfig:
+    args = dict(scale=4, channels=8, blocks=1, steps=2, batch=4, patch=8, log_every=2, val_every=2,
+                checkpoint_every=2, val_posters=2, device="cpu", precision="fp32")
+    return SRTrainConfig(**{**args, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
+# 1, 2. SR runs share the GAN runs' lifecycle: resume keeps the run's length, NaN is never saved
+
+def test_sr_resume_without_steps_keeps_the_runs_length(hr_dataset, tmp_path, cli):
+    run = tmp_path / "sr"
+    train_sr(hr_dataset, run, tiny_sr(steps=2))
+    code, out, err = cli("train-sr", hr_dataset, "-o", run, "--resume")  # no --steps: the run's 2 stand
+    assert code == 0, err
+    assert "done: step 2" in out
+    assert load_checkpoint(run)["config"]["train"]["steps"] == 2
+
+
+def test_sr_nan_loss_is_never_checkpointed(hr_dataset, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_l1 = sr_engine.l1_loss
+
+    def poisoned(sr, hr):
+        calls["n"] += 1
+        loss = real_l1(sr, hr)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(sr_engine, "l1_loss", poisoned)
+    # logging only at the end, a checkpoint every step: the guard must stand before each save
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 3.*last good checkpoint: step 2"):
+        train_sr(hr_dataset, tmp_path / "sr", tiny_sr(steps=6, checkpoint_every=1, log_every=6, val_every=6))
+    state = load_checkpoint(tmp_path / "sr")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Run kinds
+
+def test_every_run_records_its_kind_and_arch(tiny_run, hr_dataset, tmp_path):
+    import json
+
+    gan = json.loads((tiny_run / "config.json").read_text())
+    assert (gan["kind"], gan["arch"]) == ("gan", "dcgan")
+    assert (load_checkpoint(tiny_run)["config"]["kind"]) == "gan"
+    train_sr(hr_dataset, tmp_path / "sr", tiny_sr())
+    sr = json.loads((tmp_path / "sr" / "config.json").read_text())
+    assert (sr["kind"], sr["arch"]) == ("sr", "edsr")
+
+
+def test_resuming_a_run_of_the_other_kind_says_which_command_takes_it(tiny_run, tiny_dataset, hr_dataset, tmp_path):
+    shutil.copytree(tiny_run, tmp_path / "gan")
+    with pytest.raises(UserError, match=r"is a gan run \(dcgan\); postergen train-sr --resume needs a sr run"):
+        train_sr(hr_dataset, tmp_path / "gan", tiny_sr(), resume=True)
+    train_sr(hr_dataset, tmp_path / "sr", tiny_sr())
+    cfg = from_preset("stable", **tiny_train_args())
+    with pytest.raises(UserError, match=r"is a sr run \(edsr\).*postergen upscale --model"):
+        train(open_dataset(tiny_dataset), tmp_path / "sr", cfg, resume=True, echo=lambda *a: None)
+
+
+def test_a_run_from_before_kinds_resumes_as_a_dcgan_gan(tmp_path):
+    """tests/fixtures/legacy_run was written by postergen 654aaed (no kind, no arch)."""
+    from postergen.data.synth import generate
+    from postergen.data.ingest import PrepareConfig, prepare
+
+    legacy = load_checkpoint(FIXTURES / "legacy_run")
+    assert "kind" not in legacy["config"]
+    # its dataset: built-in posters at 32 px with the same 8 genres
+    generate(tmp_path / "posters", n=16, seed=0, workers=1)
+    prepare([tmp_path / "posters"], tmp_path / "ds", PrepareConfig(size=32, workers=1))
+    shutil.copytree(FIXTURES / "legacy_run", tmp_path / "run")
+    summary = train(open_dataset(tmp_path / "ds"), tmp_path / "run",
+                    from_preset("stable", steps=3, batch=4, device="cpu", tensorboard=False),
+                    resume=True, changed={"steps"}, echo=lambda *a: None)
+    assert summary["step"] == 3
+    state = load_checkpoint(tmp_path / "run")
+    assert (state["config"]["kind"], state["config"]["arch"]) == ("gan", "dcgan")
+    assert state["config"]["train"]["ngf"] == 4  # the run's own settings, not the defaults
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A frozen part of D stays frozen: never in an optimiser, never switched on by a step
+
+@pytest.mark.parametrize("captured", [False, True])
+def test_a_frozen_part_of_d_stays_frozen_and_bit_identical(captured):
+    from postergen.engine.gan import build
+    from postergen.engine.step import Meter, StaticStep, Stepper
+    from postergen.models.dcgan import ModelConfig
+
+    cfg = from_preset("stable", **tiny_train_args())
+    model_cfg = cfg.model_config(32, 32, 0)
+    frozen_part = lambda D: D.main[0]  # noqa: E731 (the first convolution, as a pretrained stem would be)
+
+    import postergen.engine.gan as gan
+
+    real_build_models = gan.build_models
+
+    def build_with_frozen_stem(mc: ModelConfig):
+        G, D = real_build_models(mc)
+        frozen_part(D).requires_grad_(False)
+        return G, D
+
+    gan.build_models, restore = build_with_frozen_stem, gan.build_models
+    try:
+        m = build(cfg, model_cfg, torch.device("cpu"))
+    finally:
+        gan.build_models = restore
+    # parameters, not buffers: spectral norm's power-iteration vectors move with every forward pass
+    before = {k: v.detach().clone() for k, v in frozen_part(m.D).named_parameters()}
+    others = {k: v.detach().clone() for k, v in m.D.named_parameters() if not k.startswith("main.0.")}
+    in_opt = {id(p) for group in m.opt_d.param_groups for p in group["params"]}
+    assert not any(id(p) in in_opt for p in frozen_part(m.D).parameters())
+    stepper, meter = Stepper(m, cfg, torch.device("cpu"), conditional=False), Meter(torch.device("cpu"))
+    run = StaticStep(stepper, meter) if captured else (lambda s, r, g: meter.add(s, stepper.step(s, r, g)))
+    torch.manual_seed(0)
+    for step in range(3):
+        run(step, torch.rand(8, 3, 32, 32) * 2 - 1, torch.zeros(8, 0))
+    assert all(not p.requires_grad for p in frozen_part(m.D).parameters())
+    after = dict(frozen_part(m.D).named_parameters())
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    now = dict(m.D.named_parameters())
+    assert all(not torch.equal(v, now[k]) for k, v in others.items())  # the rest trained
