@@ -147,3 +147,26 @@ def test_a_frozen_part_of_d_stays_frozen_and_bit_identical(captured):
     assert before and all(torch.equal(before[k], after[k]) for k in before)
     now = dict(m.D.named_parameters())
     assert all(not torch.equal(v, now[k]) for k, v in others.items())  # the rest trained
+
+
+def test_the_studio_takes_an_sr_run_by_its_kind_not_its_folder_name(tiny_run, hr_dataset, tmp_path):
+    import json
+    import urllib.request
+
+    from postergen.web.app import create_app, running
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "posters")
+    train_sr(hr_dataset, root / "enhance", tiny_sr(scale=2))
+    with running(create_app(root, device="cpu")) as base:
+        def get(path):
+            with urllib.request.urlopen(base + path) as r:
+                return json.loads(r.read())
+
+        assert [r["id"] for r in get("/api/runs")] == ["posters"]  # the SR run is no poster run
+        assert get("/api/health")["upscaler"] is True
+        req = urllib.request.Request(base + "/api/generate", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"run": "posters", "n": 1, "upscale": True}).encode())
+        with urllib.request.urlopen(req) as r:
+            body = json.loads(r.read())
+        assert body["upscaled"] is True

@@ -26,15 +26,20 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 class RunFolder:
     """Every path of a run folder, named once."""
 
+    LATEST = "latest.pt"  # the newest checkpoint, a file of its own beside the step-N.pt files
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.config = self.path / "config.json"
         self.checkpoints = self.path / "checkpoints"
-        self.latest = self.checkpoints / "latest.pt"
+        self.latest = self.checkpoints / self.LATEST
         self.samples = self.path / "samples"
         self.metrics = self.path / "metrics.jsonl"
         self.loss_plot = self.path / "loss.png"
         self.tensorboard = self.path / "tensorboard"
+        self.eval_json = self.path / "eval.json"
+        self.eval_jsonl = self.path / "eval.jsonl"
+        self.report = self.path / "report.html"
         self.lock_file = self.path / ".lock"
 
     def step_checkpoint(self, step: int) -> Path:
@@ -67,8 +72,9 @@ class RunFolder:
             shutil.rmtree(folder, ignore_errors=True)
             if folder.exists():  # ignore_errors hides why: say it, rather than train beside old files
                 raise UserError(f"{folder}: could not remove the old run's files; remove it by hand")
-        for name in ("metrics.jsonl", "loss.png", "config.json", "eval.json", "eval.jsonl", "report.html", "ddp.json"):
-            (self.path / name).unlink(missing_ok=True)
+        for path in (self.metrics, self.loss_plot, self.config, self.eval_json, self.eval_jsonl, self.report,
+                     self.path / "ddp.json"):
+            path.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         mark_owned(self.path, "run")
 

@@ -11,7 +11,7 @@ import torch
 
 from postergen.errors import UserError
 from postergen.files import replacing
-from postergen.runfolder import step_files  # noqa: F401 (re-exported: callers list checkpoints here)
+from postergen.runfolder import RunFolder, step_files  # step_files re-exported: callers list checkpoints here
 
 FORMAT = "postergen-checkpoint/1"
 
@@ -74,7 +74,7 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
     path = folder / f"step-{step:07d}.pt"
     atomic_save({"format": FORMAT, **state}, path)
     try:
-        _copy_latest(path, folder / "latest.pt")
+        _copy_latest(path, folder / RunFolder.LATEST)
     except BaseException:  # all or nothing: the newest step file and latest.pt always agree
         path.unlink(missing_ok=True)
         raise
@@ -88,7 +88,7 @@ def load_checkpoint(path: Path) -> dict:
     """Load with weights_only=True on CPU; anything that is not a postergen checkpoint is a UserError."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "latest.pt" if (path / "checkpoints").is_dir() else path / "latest.pt"
+        path = RunFolder(path).latest if (path / "checkpoints").is_dir() else path / RunFolder.LATEST
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
     try:
@@ -111,7 +111,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_latest(run: Path) -> dict:
     """The state a --resume continues from; a one-line error when the run has none."""
-    latest = Path(run) / "checkpoints" / "latest.pt"
+    latest = RunFolder(run).latest
     if not latest.is_file():
         raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
     return load_checkpoint(latest)

@@ -19,7 +19,9 @@ from PIL import Image
 
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
+from postergen.runfolder import RunFolder
 from postergen.engine import plots
+from postergen.engine.run import check_kind
 from postergen.report import figures, html
 from postergen.engine.diagnose import Finding, diagnose
 from postergen.sample import genre_vectors, load_generator, noise
@@ -55,7 +57,8 @@ class RunInfo:
 
 def load_run(run: Path, device: str = "cpu") -> RunInfo:
     """Read config.json (required: a folder without it is not a run) and metrics; load EMA G if any."""
-    config_path = run / "config.json"
+    folder = RunFolder(run)
+    config_path = folder.config
     if not run.is_dir():
         raise UserError(f"{run}: no such run folder")
     if not config_path.is_file():
@@ -64,9 +67,12 @@ def load_run(run: Path, device: str = "cpu") -> RunInfo:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{config_path}: unreadable ({e})") from None
-    if not isinstance(config, dict) or not {"train", "model", "genres"} <= config.keys():
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: not a postergen run config (not a JSON object)")
+    check_kind(config, "gan", run, "postergen report")
+    if not {"train", "model", "genres"} <= config.keys():
         raise UserError(f"{config_path}: not a postergen run config (missing train/model/genres)")
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if isinstance(r, dict) and "step" in r]
+    rows = [r for r in read_metrics(folder.metrics) if isinstance(r, dict) and "step" in r]
     info = RunInfo(run, config, rows, diagnose(rows))
     try:
         info.G, loaded = load_generator(run, ema=True, device=device)
@@ -93,7 +99,7 @@ def header(info: RunInfo) -> str:
         ("steps trained", f"{step} of {train.get('steps', '?')}" + (f" ({last['kimg']:g} thousand images seen)"
                                                                     if "kimg" in last else "")),
         ("dataset", f"{cfg.get('dataset', {}).get('path', '?')} ({cfg.get('dataset', {}).get('count', '?')} posters)"),
-        ("started", _date(info.path / "config.json")),
+        ("started", _date(RunFolder(info.path).config)),
         ("last written", _date(*_progress_files(info.path))),
     ]
     if speed:
@@ -113,8 +119,9 @@ def contents() -> str:
 
 
 def _progress_files(run: Path) -> list[Path]:
-    written = [p for p in (run / "metrics.jsonl", run / "checkpoints" / "latest.pt") if p.exists()]
-    return written or [run / "config.json"]
+    folder = RunFolder(run)
+    written = [p for p in (folder.metrics, folder.latest) if p.exists()]
+    return written or [folder.config]
 
 
 def _date(*paths: Path) -> str:
@@ -153,7 +160,7 @@ def health(info: RunInfo) -> str:
 def sample_grids(run: Path) -> list[tuple[int, Path]]:
     """[(step, path)] of samples/step-NNNNNNN.png, by step."""
     found = []
-    for p in (run / "samples").glob("step-*.png"):
+    for p in RunFolder(run).samples.glob("step-*.png"):
         try:
             found.append((int(p.stem.split("-", 1)[1]), p))
         except ValueError:

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from postergen.engine.run import run_kind
 from postergen.errors import UserError
+from postergen.runfolder import RunFolder
 
-UPSCALER_FOLDER = "sr"  # a super-resolution run next to the GAN runs; never listed as a GAN run
+UPSCALER_FOLDER = "sr"  # the preferred super-resolution run next to the GAN runs
 ACTIVE_SECONDS = 120  # a run that wrote metrics or samples this recently counts as still training
 
 CHECKPOINT_NAME = re.compile(r"^(latest|step-\d{1,12})\.pt$")
@@ -40,7 +42,32 @@ class Unavailable(UserError):
 
 def is_run(folder: Path) -> bool:
     """A run folder: `train` writes config.json first and checkpoints/latest.pt from the first save on."""
-    return (folder / "config.json").is_file() or (folder / "checkpoints" / "latest.pt").is_file()
+    run = RunFolder(folder)
+    return run.config.is_file() or run.latest.is_file()
+
+
+def kind(folder: Path) -> str:
+    """'gan' or 'sr' from config.json (runs from before kinds were recorded, or unreadable: 'gan')."""
+    try:
+        return run_kind(read_config(folder))[0]
+    except UserError:
+        return "gan"
+
+
+def is_gan_run(folder: Path) -> bool:
+    return is_run(folder) and kind(folder) == "gan"
+
+
+def sr_runs(root: Path) -> list[Path]:
+    """Super-resolution runs the studio may upscale with, preferred first: ROOT/sr or the `sr` folder
+    beside a single served run, then any other run of kind sr among ROOT's folders (by name)."""
+    root = root.resolve()
+    named = [f for f in (root / UPSCALER_FOLDER, root.parent / UPSCALER_FOLDER) if f.is_dir() and is_run(f)]
+    try:
+        others = sorted(f for f in root.iterdir() if f.is_dir() and f not in named and is_run(f) and kind(f) == "sr")
+    except OSError:
+        others = []
+    return [f for f in named if kind(f) == "sr"] + others
 
 
 def discover(root: Path) -> dict[str, Path]:
@@ -52,7 +79,7 @@ def discover(root: Path) -> dict[str, Path]:
     root = root.resolve()
     try:
         if is_run(root):
-            return {root.name: root}
+            return {root.name: root} if kind(root) == "gan" else {}
         if not root.is_dir():
             return {}
         folders = sorted(root.iterdir())
@@ -60,10 +87,10 @@ def discover(root: Path) -> dict[str, Path]:
         raise Unavailable(f"cannot list the served folder ({e.strerror or type(e).__name__})") from None
     runs = {}
     for folder in folders:
-        if folder.name.startswith(".") or folder.name == UPSCALER_FOLDER:
+        if folder.name.startswith("."):
             continue
         try:
-            if folder.is_dir() and is_run(folder):
+            if folder.is_dir() and is_gan_run(folder):  # SR runs are upscalers, not poster runs
                 runs[folder.name] = folder
         except OSError:
             continue
@@ -73,7 +100,7 @@ def discover(root: Path) -> dict[str, Path]:
 def read_config(run: Path) -> dict:
     """The run's config.json ({} before training writes it); Unavailable when it is unreadable or not an object."""
     try:
-        config = json.loads((run / "config.json").read_text())
+        config = json.loads(RunFolder(run).config.read_text())
     except FileNotFoundError:
         return {}
     except OSError as e:  # str(e) would name the absolute path; strerror does not
@@ -98,9 +125,9 @@ def genre_list(config: dict) -> list[str]:
 
 def checkpoints(run: Path) -> list[str]:
     """Checkpoint file names, latest.pt first, then steps newest first."""
-    folder = run / "checkpoints"
+    folder, latest = RunFolder(run).checkpoints, RunFolder.LATEST
     names = [p.name for p in folder.glob("*.pt") if CHECKPOINT_NAME.match(p.name)] if folder.is_dir() else []
-    return sorted(names, key=lambda n: (n != "latest.pt", -int(n[5:-3]) if n != "latest.pt" else 0))
+    return sorted(names, key=lambda n: (n != latest, -int(n[5:-3]) if n != latest else 0))
 
 
 def checkpoint_path(run: Path, name: str) -> Path:
@@ -110,7 +137,7 @@ def checkpoint_path(run: Path, name: str) -> Path:
         raise Unavailable(f"run {run.name} has no checkpoint yet (training saves the first one at --checkpoint-every)")
     if name not in names:
         raise NotFound(f"run {run.name} has no checkpoint {name[:80]!r}; it has {', '.join(names)}")
-    return run / "checkpoints" / name
+    return RunFolder(run).checkpoints / name
 
 
 def run_file(run: Path, name: str) -> tuple[Path, str]:
@@ -143,7 +170,7 @@ def _stamped(run_id: str, run: Path, name: str) -> dict | None:
 def last_step(run: Path) -> int | None:
     """Step of the last metrics line (read from the end: metrics.jsonl grows during training)."""
     try:
-        with open(run / "metrics.jsonl", "rb") as f:
+        with open(RunFolder(run).metrics, "rb") as f:
             size = f.seek(0, 2)
             f.seek(max(0, size - 4096))
             tail = f.read()
@@ -159,8 +186,9 @@ def last_step(run: Path) -> int | None:
 
 def latest_sample(run: Path) -> tuple[str, int] | None:
     """-> ('samples/step-N.png', N) of the newest fixed-noise grid, or None."""
-    found = [(int(m.group(1)), p.name) for p in (run / "samples").glob("step-*.png")
-             if (m := SAMPLE_NAME.match(f"samples/{p.name}"))] if (run / "samples").is_dir() else []
+    samples = RunFolder(run).samples
+    found = [(int(m.group(1)), p.name) for p in samples.glob("step-*.png")
+             if (m := SAMPLE_NAME.match(f"samples/{p.name}"))] if samples.is_dir() else []
     if not found:
         return None
     step, name = max(found)
@@ -170,7 +198,7 @@ def latest_sample(run: Path) -> tuple[str, int] | None:
 def is_active(run: Path) -> bool:
     """Still training: metrics or samples written in the last ACTIVE_SECONDS."""
     recent = []
-    for path in (run / "metrics.jsonl", run / "samples"):
+    for path in (RunFolder(run).metrics, RunFolder(run).samples):
         try:
             recent.append(path.stat().st_mtime)
         except OSError:
