@@ -11,6 +11,7 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -94,14 +95,37 @@ def test_pick_generate_open_download(browser, tiny_run: Path, tmp_path: Path):
         page.close()
 
 
-@pytest.mark.skipif(not os.environ.get("POSTERGEN_SCREENSHOT"), reason="set POSTERGEN_SCREENSHOT=PATH.png to save a screenshot")
-def test_screenshot(browser, tiny_run: Path):
+def test_the_page_takes_its_limits_from_the_api(browser, tiny_run: Path):
+    from postergen.web.app import LIMITS
+
+    with running(create_app(tiny_run)) as base:
+        page, errors = open_studio(browser, base)
+        bounds = {name: page.get_attribute(f"#{name}", "max") for name in ("count", "frames", "seed", "seed-a")}
+        page.close()
+    assert bounds == {"count": str(LIMITS["posters"]), "frames": str(LIMITS["frames"]),
+                      "seed": str(LIMITS["seed"]), "seed-a": str(LIMITS["seed"])}
+    assert not errors, errors
+
+
+def test_screenshot(browser, tiny_run: Path, tmp_path: Path):
+    """The page as a person sees it: the viewport's size, and posters in it, not a blank or broken page.
+    Saved to POSTERGEN_SCREENSHOT when set (the README's picture), else to a temporary file."""
     root = Path(os.environ.get("POSTERGEN_SCREENSHOT_RUNS") or tiny_run)
     with running(create_app(root)) as base:
-        page, _ = open_studio(browser, base)
+        page, errors = open_studio(browser, base)
         generate(page, ["horror"], seed=int(os.environ.get("POSTERGEN_SCREENSHOT_SEED", "0")), n=24)
         page.wait_for_timeout(600)  # cards fade in
-        out = Path(os.environ["POSTERGEN_SCREENSHOT"])
+        out = Path(os.environ.get("POSTERGEN_SCREENSHOT") or tmp_path / "studio.png")
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out))
+        box = page.locator("#grid").bounding_box()
         page.close()
+    assert not errors, errors
+    shot = Image.open(out).convert("RGB")
+    assert shot.size == (1440, 900)
+    pixels = np.asarray(shot, dtype=np.float32)
+    assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 500  # text, controls and posters, not a flat page
+    # the poster grid holds the generated pictures: varied pixels where the grid is drawn
+    x0, y0 = int(box["x"]), int(box["y"])
+    grid = pixels[y0:min(900, y0 + int(box["height"])), x0:x0 + int(box["width"])]
+    assert grid.size and grid.std() > 20

@@ -2,7 +2,7 @@
 
 Routes (JSON unless noted):
   GET  /                              the page; /static/* its CSS and JS
-  GET  /api/health                    {"status": "ok", "version", "device", "runs", "upscaler": bool}
+  GET  /api/health                    {"status": "ok", "version", "device", "runs", "upscaler": bool, "limits"}
   GET  /api/runs                      [run]: {id, genres, height, width, z_dim, step, steps, checkpoints,
                                       report (URL or null), active (still training), error (null, or why
                                       its config.json is unreadable)}
@@ -74,6 +74,8 @@ from postergen.web.studio import MAX_SEED, Studio
 
 STATIC = Path(__file__).parent / "static"
 MAX_POSTERS = 64  # per request: a page of posters, and a bound on the work one request can ask for
+MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
+LIMITS = {"posters": MAX_POSTERS, "frames": MAX_POSTERS, "seed": MAX_SEED, "truncation": MAX_TRUNCATION}
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
@@ -89,7 +91,7 @@ class _Posters(BaseModel):
     genres: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list, max_length=32,
         description="genres combined into one condition; 'action+comedy' also works; empty: unconditioned")
-    truncation: float | None = Field(None, gt=0, le=5, allow_inf_nan=False, description="truncation trick: redraw latent entries with |z| above this; null: off")
+    truncation: float | None = Field(None, gt=0, le=MAX_TRUNCATION, allow_inf_nan=False, description="truncation trick: redraw latent entries with |z| above this; null: off")
 
 
 class GenerateRequest(_Posters):
@@ -154,7 +156,8 @@ def page() -> FileResponse:
 def health(request: Request) -> dict:
     studio = _studio(request)
     return {"status": "ok", "version": __version__, "device": str(studio.device),
-            "runs": len(studio.runs()), "upscaler": studio.upscaler is not None}
+            "runs": len(studio.runs()), "upscaler": studio.upscaler is not None,
+            "limits": LIMITS}  # the page's inputs take their bounds from here: one source for both
 
 
 @router.get("/api/runs")

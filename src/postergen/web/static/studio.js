@@ -2,7 +2,6 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const MAX_SEED = 2147483647;
 const state = { runs: [], health: null, posters: [], meta: null, viewing: -1, frames: [], playing: null, poll: null };
 
 async function api(path, body) {
@@ -102,7 +101,7 @@ async function generate(event) {
   const body = request();
   body.n = Number($("count").value);
   if ($("random-seed").checked) body.seed = null;
-  else body.seed = Math.min(MAX_SEED, Math.max(0, Math.floor(Number($("seed").value) || 0)));
+  else body.seed = Math.min(limits().seed, Math.max(0, Math.floor(Number($("seed").value) || 0)));
   body.upscale = $("upscale").checked;
   const button = $("generate");
   button.disabled = true;
@@ -169,7 +168,7 @@ async function interpolate(event) {
   event && event.preventDefault();
   const body = request();
   body.seeds = [Number($("seed-a").value) || 0, Number($("seed-b").value) || 0];
-  body.frames = Math.min(64, Math.max(2, Number($("frames").value) || 16));
+  body.frames = Math.min(limits().frames, Math.max(2, Number($("frames").value) || 16));
   $("interp-go").disabled = true;
   status("Walking the latent space…");
   try {
@@ -268,7 +267,7 @@ function wire() {
   $("count").addEventListener("input", () => { $("count-out").textContent = $("count").value; });
   $("truncation").addEventListener("input", () => { $("truncation-out").textContent = Number($("truncation").value).toFixed(2); });
   $("use-truncation").addEventListener("change", () => { $("truncation").disabled = !$("use-truncation").checked; });
-  $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * (MAX_SEED - 64)); });
+  $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * (limits().seed - limits().posters)); });
   $("random-seed").addEventListener("change", () => { $("seed").disabled = $("random-seed").checked; });
   for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   $("progress-link").addEventListener("click", (e) => { e.preventDefault(); selectTab("training"); });
@@ -293,10 +292,22 @@ function useForWalk(field) {
   selectTab("interpolate");
 }
 
+// Bounds of the inputs come from the server (GET /api/health "limits"), the one place they are set.
+const limits = () => state.health.limits;
+
+function applyLimits() {
+  const l = limits();
+  $("count").max = l.posters;
+  $("frames").max = l.frames;
+  for (const id of ["seed", "seed-a", "seed-b"]) $(id).max = l.seed;
+  $("truncation").max = Math.min(Number($("truncation").max), l.truncation);
+}
+
 async function start() {
   wire();
   try {
     state.health = await api("/api/health");
+    applyLimits();
     $("upscale").disabled = !state.health.upscaler;
     $("upscale-hint").textContent = state.health.upscaler ? "Super-resolve each poster." : "No upscaler available.";
     await loadRuns();
