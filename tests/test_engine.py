@@ -109,29 +109,24 @@ def test_a_run_from_before_kinds_resumes_as_a_dcgan_gan(tmp_path):
 # 7. A frozen part of D stays frozen: never in an optimiser, never switched on by a step
 
 @pytest.mark.parametrize("captured", [False, True])
-def test_a_frozen_part_of_d_stays_frozen_and_bit_identical(captured):
+def test_a_frozen_part_of_d_stays_frozen_and_bit_identical(captured, monkeypatch):
     from postergen.engine.gan import build
     from postergen.engine.step import Meter, StaticStep, Stepper
-    from postergen.models.dcgan import ModelConfig
+    from postergen.models import dcgan, registry
 
     cfg = from_preset("stable", **tiny_train_args())
     model_cfg = cfg.model_config(32, 32, 0)
     frozen_part = lambda D: D.main[0]  # noqa: E731 (the first convolution, as a pretrained stem would be)
 
-    import postergen.engine.gan as gan
-
-    real_build_models = gan.build_models
-
-    def build_with_frozen_stem(mc: ModelConfig):
-        G, D = real_build_models(mc)
+    def build_with_frozen_stem(mc):
+        G, D = dcgan.build_models(mc)
         frozen_part(D).requires_grad_(False)
         return G, D
 
-    gan.build_models, restore = build_with_frozen_stem, gan.build_models
-    try:
-        m = build(cfg, model_cfg, torch.device("cpu"))
-    finally:
-        gan.build_models = restore
+    # a model family with a frozen part is one registry entry
+    monkeypatch.setitem(registry.ARCHS, "frozen-stem",
+                        registry.Arch("gan", dcgan.ModelConfig, build_with_frozen_stem, dcgan.Generator))
+    m = build(cfg, model_cfg, torch.device("cpu"), arch="frozen-stem")
     # parameters, not buffers: spectral norm's power-iteration vectors move with every forward pass
     before = {k: v.detach().clone() for k, v in frozen_part(m.D).named_parameters()}
     others = {k: v.detach().clone() for k, v in m.D.named_parameters() if not k.startswith("main.0.")}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from postergen.models import (
+from postergen.models.dcgan import (
     Discriminator,
     Generator,
     MinibatchStd,

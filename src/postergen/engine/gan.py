@@ -26,13 +26,15 @@ from postergen.engine.runtime import Dist, init_distributed
 from postergen.engine.step import Meter, Models, Stepper, step_runner
 from postergen.errors import UserError
 from postergen.files import write_atomic
-from postergen.models.dcgan import ModelConfig, build_models
+from postergen.models import registry
+from postergen.models.dcgan import ModelConfig
 from postergen.runfolder import RunFolder
 
 
-def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist()) -> Models:
+def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist(),
+          arch: str = "dcgan") -> Models:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    G, D = build_models(model_cfg)
+    G, D = registry.get(arch, kind="gan").build(model_cfg)  # each model initialises its own weights
     if dist.enabled and cfg.sync_bn:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device), D.to(device)
@@ -101,9 +103,9 @@ class GANTask(Task):
     divergence_advice = "Try a lower --lr-d/--lr-g or --preset stable"
 
     def __init__(self, ds: PosterDataset, cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str],
-                 device: torch.device, dist: Dist) -> None:
+                 device: torch.device, dist: Dist, arch: str = "dcgan") -> None:
         self.cfg, self.genres, self.device, self.dist, self.seed = cfg, genres, device, dist, cfg.seed
-        self.m = build(cfg, model_cfg, device, dist)
+        self.m = build(cfg, model_cfg, device, dist, arch)
         seed_rank_rng(cfg.seed, dist)
         self.batches = Batches(ds, cfg.batch, device, cfg.seed, dist.rank, dist.world)
         self.images_per_step = cfg.batch * dist.world
@@ -216,14 +218,14 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
             saved = start["config"]
             cfg = resumed_config(saved, cfg, set(changed), run)
             _check_same_data(saved, ds, run)
-            model_cfg, genres = ModelConfig(**saved["model"]), saved["genres"]
+            model_cfg, genres = registry.model_config(saved), saved["genres"]
             config = {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg)}
         else:
             H, W = ds.meta["size"]
             genres = ds.genres if cfg.conditional else []
             model_cfg = cfg.model_config(H, W, len(genres))
             config = gan_config(cfg, model_cfg, genres, ds)
-        task = GANTask(ds, cfg, model_cfg, genres, device, dist)
+        task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
         if start is None:
             start_fresh(run, config, force, dist)
         else:

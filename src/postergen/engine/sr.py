@@ -27,7 +27,8 @@ from postergen.engine.monitor import read_metrics
 from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
 from postergen.engine.runtime import autocast, pick_device
 from postergen.errors import TrainingDiverged, UserError
-from postergen.models.sr import SRConfig, SRNet, build_sr, check_sr
+from postergen.models import registry
+from postergen.models.sr import SRConfig, SRNet, check_sr
 from postergen.runfolder import RunFolder
 
 
@@ -307,7 +308,7 @@ class SRTask(Task):
     def __init__(self, ds: PosterDataset, cfg: SRTrainConfig, split: Split, device: torch.device) -> None:
         self.cfg, self.device, self.seed = cfg, device, cfg.seed
         torch.manual_seed(cfg.seed)
-        self.model = build_sr(cfg.model_config()).to(device)
+        self.model = registry.get(cfg.arch, kind="sr").build(cfg.model_config()).to(device)
         fused = {"fused": True} if device.type == "cuda" else {}
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, **fused)
         self.crops = Crops(ds, split, cfg, device)

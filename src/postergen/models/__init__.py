@@ -1,21 +1,2 @@
-"""GAN models: DCGAN-family generator and discriminator built from a ModelConfig."""
-
-from postergen.models.dcgan import (
-    Discriminator,
-    Generator,
-    MinibatchStd,
-    ModelConfig,
-    build_models,
-    count_params,
-    init_weights,
-)
-
-__all__ = [
-    "Discriminator",
-    "Generator",
-    "MinibatchStd",
-    "ModelConfig",
-    "build_models",
-    "count_params",
-    "init_weights",
-]
+"""Models: the DCGAN family (dcgan.py), super-resolution networks (sr.py), and the registry that
+names them (registry.py): build through `registry.get(arch)`, not by importing a family directly."""
