@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from postergen.metrics.featurecache import genre_subsets, set_features
 from postergen.metrics.features import pairwise_distances, pixel_features
 from postergen.metrics.registry import MetricInputs, register_metric
 
@@ -93,3 +94,28 @@ def diversity_metric(inputs: MetricInputs, cfg: DiversityConfig) -> dict:
     if "diversity" not in inputs.cache:
         inputs.cache["diversity"] = real_statistics(inputs.real, cfg, inputs.seed)
     return diversity(inputs.real, inputs.fake, cfg, inputs.seed, inputs.cache["diversity"])
+
+
+@dataclass
+class PerceptualDiversityConfig:
+    max_posters: int = 2000  # mean pairwise distance over at most this many posters per set (seeded sample)
+    min_per_genre: int = 20  # genres with fewer posters on either side get no per-genre ratio
+
+
+def diversity_ratio(real: torch.Tensor, fake: torch.Tensor, limit: int, seed: int) -> float:
+    """(N, D), (M, D) features -> mean pairwise distance of generated / that of real (1 = as varied)."""
+    gen = torch.Generator().manual_seed(seed)
+    spread_real = pair_distances(_subsample(real, limit, gen)).mean().item()
+    spread_fake = pair_distances(_subsample(fake, limit, gen)).mean().item()
+    return spread_fake / max(spread_real, 1e-12)
+
+
+@register_metric("perceptual_diversity", PerceptualDiversityConfig)
+def perceptual_diversity_metric(inputs: MetricInputs, cfg: PerceptualDiversityConfig) -> dict:
+    """The diversity ratio in the perceptual space, overall and per genre: a genre whose posters
+    collapse to a few looks shows up here even when the overall mix of genres stays varied."""
+    real, fake = set_features(inputs)
+    out = {"ratio": diversity_ratio(real, fake, cfg.max_posters, inputs.seed)}
+    per_genre = {g: diversity_ratio(r, f, cfg.max_posters, inputs.seed)
+                 for g, r, f in genre_subsets(inputs, real, fake, cfg.min_per_genre)}
+    return {**out, "per_genre": per_genre} if per_genre else out

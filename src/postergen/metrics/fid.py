@@ -70,6 +70,8 @@ def kernel_inception_distance(feats_a: torch.Tensor | np.ndarray, feats_b: torch
 
     Per subset of m from each set: sum_{i!=j} k(x_i,x_j)/(m(m-1)) + same for y - 2 sum k(x_i,y_j)/m^2
     (Binkowski et al. 2018, as in torch-fidelity). Unbiased, so it can dip below 0 for equal sets.
+    The kernels are float32 matmuls (3x faster than float64 on the CPU; 100 subsets of 1000 are
+    most of the cost) summed in float64.
     """
     a, b = _float64(feats_a), _float64(feats_b)
     m = min(len(a), len(b), subset_size)
@@ -77,13 +79,15 @@ def kernel_inception_distance(feats_a: torch.Tensor | np.ndarray, feats_b: torch
         raise ValueError("KID needs at least 2 samples per set")
     dim = a.shape[1]
     rng = np.random.default_rng(seed)
+    a32, b32 = torch.from_numpy(a).float(), torch.from_numpy(b).float()
     values = []
     for _ in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
+        x = a32[torch.from_numpy(rng.choice(len(a), m, replace=False))]
+        y = b32[torch.from_numpy(rng.choice(len(b), m, replace=False))]
         k_xx, k_yy, k_xy = ((x @ x.T / dim + 1) ** 3, (y @ y.T / dim + 1) ** 3, (x @ y.T / dim + 1) ** 3)
-        within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
-        values.append(within - 2 * k_xy.sum() / m ** 2)
+        k_xx, k_yy, k_xy = k_xx.double(), k_yy.double(), k_xy.double()
+        within = (k_xx.sum() - k_xx.trace() + k_yy.sum() - k_yy.trace()) / (m * (m - 1))
+        values.append(float(within - 2 * k_xy.sum() / m ** 2))
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 

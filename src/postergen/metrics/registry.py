@@ -10,6 +10,7 @@ import torch
 
 from postergen.data.dataset import PosterDataset
 from postergen.errors import UserError
+from postergen.metrics.perceptual import PerceptualConfig
 
 
 @dataclass
@@ -26,6 +27,13 @@ class MetricInputs:
     inception_weights: Path | None = None  # local InceptionV3 weights for FID/KID; None = look in the hub cache
     cache: dict = field(default_factory=dict)  # real-side results reused across checkpoints, keyed by metric
     progress: bool = False  # progress bars on long scans
+    real_index: torch.Tensor | None = None  # (N,) dataset index of each row of `real`; None: not from the dataset
+    real_genres: torch.Tensor | None = None  # (N, G) multi-hot labels of `real`; None: no per-genre results
+    fake_genres: torch.Tensor | None = None  # (N, G) multi-hot conditions of `fake`; None: unknown (a folder)
+    fake_names: list[str] | None = None  # a name per generated poster (file name or "seed42"); None: "#index"
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)  # the shared feature space's settings
+    feature_cache: bool = True  # keep the dataset's perceptual features in the dataset folder
+    scratch: dict = field(default_factory=dict)  # fake-side results shared by metrics of one evaluation
 
 
 @dataclass
