@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -35,31 +36,39 @@ def file_hash(path: Path, block: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def cache_key(ds: PosterDataset, cfg: PerceptualConfig) -> dict:
-    """What the cached features depend on: network weights, input size and every byte of the dataset."""
-    return {"format": FORMAT, "weights": weights_file().name, "resolution": cfg.resolution,
+def dataset_key(ds: PosterDataset) -> dict:
+    """What every cached result depends on: the network weights and every byte of the dataset."""
+    return {"format": FORMAT, "weights": weights_file().name,
             "dataset_json": file_hash(ds.path / "dataset.json"), "images": file_hash(ds.path / "images.npy")}
+
+
+def cached(ds: PosterDataset, path: Path, settings: dict, compute: Callable[[], dict[str, torch.Tensor]],
+           cache: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """-> (tensors, "cached" | "computed"): `path` when its key (dataset_key + settings) matches, else compute()
+    and save. The key is hashed again on every call, so a dataset prepared again is never answered stale."""
+    key = {**dataset_key(ds), **settings} if cache else None
+    if cache and path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved.get("key") == key and all(len(t) == len(ds) for t in saved["tensors"].values()):
+                return saved["tensors"], "cached"
+        except Exception:  # damaged or foreign: computed again and replaced
+            pass
+    tensors = compute()
+    if cache:
+        try:
+            atomic_save({"key": key, "tensors": tensors}, path)
+        except OSError:  # a read-only dataset folder: evaluate anyway
+            pass
+    return tensors, "computed"
 
 
 def dataset_features(ds: PosterDataset, cfg: PerceptualConfig = PerceptualConfig(), device: torch.device | str = "cpu",
                      progress: bool = False, cache: bool = True) -> tuple[torch.Tensor, str]:
-    """-> (float32 (N, 1280) features of every poster, "cached" | "computed"), read from or written to the cache."""
-    path = cache_path(ds, cfg)
-    key = cache_key(ds, cfg) if cache else None
-    if cache and path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved.get("key") == key and saved["features"].shape[0] == len(ds):
-                return saved["features"], "cached"
-        except Exception:  # damaged or foreign: computed again and replaced
-            pass
-    feats = perceptual_features(ds.images, cfg, device, progress)
-    if cache:
-        try:
-            atomic_save({"key": key, "features": feats}, path)
-        except OSError:  # a read-only dataset folder: evaluate anyway
-            pass
-    return feats, "computed"
+    """-> (float32 (N, 1280) pooled features of every poster, "cached" | "computed")."""
+    tensors, how = cached(ds, cache_path(ds, cfg), {"resolution": cfg.resolution},
+                          lambda: {"pooled": perceptual_features(ds.images, cfg, device, progress)}, cache)
+    return tensors["pooled"], how
 
 
 def set_features(inputs: MetricInputs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -125,6 +125,9 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1280)
         return self.head(self.blocks(self.stem(x))).mean((2, 3))
 
+    def early(self, x: torch.Tensor, blocks: int) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, h, w) after `blocks` blocks
+        return self.blocks[:blocks](self.stem(x))
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 1000) ImageNet classes
         return self.fc(self(x))
 
@@ -166,3 +169,21 @@ def perceptual_features(images: torch.Tensor | np.ndarray, cfg: PerceptualConfig
         x = preprocess(part.to(device), cfg.resolution).contiguous(memory_format=torch.channels_last)
         out[i:i + len(part)] = net(x).float().cpu()  # fp32 only: bf16 moves features ~15%, FD more than sampling does
     return out
+
+
+@torch.inference_mode()
+def grid_features(images: torch.Tensor | np.ndarray, resolution: int, blocks: int, grid: int, batch: int = 64,
+                  device: torch.device | str = "cpu", progress: bool = False, mirror: bool = False) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float16 (N, C * grid^2), L2-normalised: Lite2's map after `blocks` blocks,
+    average-pooled to a grid x grid layout (of each poster's mirror image when `mirror`)."""
+    device = torch.device(device)
+    net = lite2().to(device).to(memory_format=torch.channels_last)
+    parts = []
+    for i in tqdm(range(0, len(images), batch), desc="descriptors", unit="batch", disable=not progress):
+        part = images[i:i + batch]
+        part = torch.from_numpy(np.array(part)) if isinstance(part, np.ndarray) else part
+        part = part.flip(-1) if mirror else part
+        x = preprocess(part.to(device), resolution).contiguous(memory_format=torch.channels_last)
+        cells = F.adaptive_avg_pool2d(net.early(x, blocks), grid).flatten(1)  # (B, C * grid^2)
+        parts.append(F.normalize(cells.float(), dim=1).half().cpu())
+    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float16)
