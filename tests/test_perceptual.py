@@ -73,6 +73,7 @@ def test_missing_weights_package_is_one_line(monkeypatch):
 
 def test_dataset_features_are_cached_beside_it_and_invalidated_when_it_changes(tmp_path):
     from conftest import built_in_dataset
+
     from postergen.data.dataset import open_dataset
     from postergen.metrics.featurecache import cache_path, dataset_features
 

@@ -97,7 +97,7 @@ def test_registered_metrics_report_overall_and_per_genre():
     results = {name: METRICS[name].fn(inputs, METRICS[name].config()) for name in
                ("fd", "kid", "precision", "recall", "density", "coverage", "perceptual_diversity")}
     for name in ("precision", "recall", "density", "coverage"):
-        assert results[name]["per_genre"]["drama"] > 0.6 > 0.1 > results[name]["per_genre"]["horror"], name
+        assert results[name]["per_genre"]["drama"] > 0.6 and results[name]["per_genre"]["horror"] < 0.1, name
         assert results[name]["k"] == (3 if name in ("precision", "recall") else 5)
     assert results["fd"]["per_genre"]["horror"] > 10 * results["fd"]["per_genre"]["drama"]
     assert results["kid"]["per_genre"]["horror"]["mean"] > 10 * results["kid"]["per_genre"]["drama"]["mean"]
