@@ -21,12 +21,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from postergen.data.dataset import open_dataset
 from postergen.metrics import METRICS, MetricInputs
-from postergen.metrics.copies import (
-    CopiesConfig,
-    copies_metric,
-    nearest,
-    save_histogram,
-)
+from postergen.metrics.copies import CopiesConfig, copies_metric, nearest, save_histogram
 
 PER_KIND = 25
 

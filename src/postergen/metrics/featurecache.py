@@ -18,11 +18,7 @@ import torch
 
 from postergen.data.dataset import PosterDataset
 from postergen.engine.checkpoint import atomic_save
-from postergen.metrics.perceptual import (
-    PerceptualConfig,
-    perceptual_features,
-    weights_file,
-)
+from postergen.metrics.perceptual import PerceptualConfig, perceptual_features, weights_file
 from postergen.metrics.registry import MetricInputs
 
 FORMAT = "postergen-features/1"
