@@ -166,8 +166,10 @@ def genre_fidelity(model: nn.Module, generate: Callable[[torch.Tensor, int], tor
 
 @register_metric("genre", GenreConfig)
 def genre_metric(inputs: MetricInputs, cfg: GenreConfig) -> dict:
-    if not inputs.genres or inputs.generate is None:
+    if not inputs.genres:
         return {"skipped": "unconditional run: no genre to check"}
+    if inputs.generate is None:
+        return {"skipped": "no generator to ask for a genre (images from a folder)"}
     if "genre" not in inputs.cache:
         inputs.cache["genre"] = load_or_train(inputs.dataset, cfg)
     model, holdout, cached = inputs.cache["genre"]
