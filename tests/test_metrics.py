@@ -36,7 +36,8 @@ def posters(tiny_dataset: Path) -> torch.Tensor:
 
 
 def test_registry_has_every_metric():
-    assert {"swd", "fid", "diversity", "memorization", "genre"} <= METRICS.keys()
+    assert {"swd", "fid", "diversity", "memorization", "genre", "fd", "kid", "precision", "recall", "density",
+            "coverage", "perceptual_diversity", "copies"} <= METRICS.keys()
 
 
 # ---------------------------------------------------------------------------------------------
