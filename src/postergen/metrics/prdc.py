@@ -37,20 +37,26 @@ class DCConfig:
     min_per_genre: int = 20  # genres with fewer posters on either side get no per-genre value
 
 
-def knn_radius(x: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
-    """(N, D) -> (N,) distance from each point to its k-th nearest *other* point of the set."""
-    out = torch.empty(len(x))
+def knn_radii(x: torch.Tensor, ks: tuple[int, ...], block: int = 2048) -> list[torch.Tensor]:
+    """(N, D) -> for each k, (N,) distance from each point to its k-th nearest *other* point of the set."""
+    out = torch.empty(len(ks), len(x))
     for i in range(0, len(x), block):
         d = pairwise_distances(x[i:i + block], x)  # (B, N)
         d[torch.arange(len(d)), torch.arange(i, i + len(d))] = float("inf")  # not itself
-        out[i:i + block] = d.topk(k, dim=1, largest=False).values[:, -1]
-    return out
+        nearest = d.topk(max(ks), dim=1, largest=False).values  # (B, max k), ascending
+        out[:, i:i + block] = nearest[:, [k - 1 for k in ks]].T
+    return list(out)
+
+
+def knn_radius(x: torch.Tensor, k: int, block: int = 2048) -> torch.Tensor:
+    """(N, D) -> (N,) distance from each point to its k-th nearest *other* point of the set."""
+    return knn_radii(x, (k,), block)[0]
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k_pr: int = 3, k_dc: int = 5, block: int = 2048) -> dict:
     """(N, D) real, (M, D) generated features -> {"precision", "recall", "density", "coverage"}."""
     real, fake = real.float(), fake.float()
-    r_pr, r_dc, f_pr = knn_radius(real, k_pr, block), knn_radius(real, k_dc, block), knn_radius(fake, k_pr, block)
+    (r_pr, r_dc), f_pr = knn_radii(real, (k_pr, k_dc), block), knn_radius(fake, k_pr, block)
     in_real_ball = torch.zeros(len(fake), dtype=torch.bool)  # precision, per generated poster
     balls_hit = torch.zeros(len(fake))  # density, per generated poster
     recalled = torch.zeros(len(real), dtype=torch.bool)  # recall, per real poster
