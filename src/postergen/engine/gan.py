@@ -201,6 +201,21 @@ def _check_device(cfg: TrainConfig, device: torch.device, dist: Dist) -> None:
         raise UserError("--cuda-graph runs single-process only; leave it off under torchrun")
 
 
+def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = frozenset(),
+            start: dict | None = None) -> tuple[TrainConfig, dict]:
+    """The settings a run will really use -> (TrainConfig, the config.json dict). start: the checkpoint
+    a --resume continues from (its stored settings, with only the given options a run may change
+    applied), None for a fresh run. `train --dry-run` prints this."""
+    if start is not None:
+        saved = start["config"]
+        cfg = resumed_config(saved, cfg, set(changed), run)
+        _check_same_data(saved, ds, run)
+        return cfg, {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg)}
+    H, W = ds.meta["size"]
+    genres = ds.genres if cfg.conditional else []
+    return cfg, gan_config(cfg, cfg.model_config(H, W, len(genres)), genres, ds)
+
+
 def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
           changed: set[str] = frozenset(), echo=print) -> dict:
     """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint.
@@ -214,17 +229,8 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     try:
         _check_device(cfg, device, dist)
         lock, start = open_run(run, resume, force, dist)
-        if start is not None:
-            saved = start["config"]
-            cfg = resumed_config(saved, cfg, set(changed), run)
-            _check_same_data(saved, ds, run)
-            model_cfg, genres = registry.model_config(saved), saved["genres"]
-            config = {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg)}
-        else:
-            H, W = ds.meta["size"]
-            genres = ds.genres if cfg.conditional else []
-            model_cfg = cfg.model_config(H, W, len(genres))
-            config = gan_config(cfg, model_cfg, genres, ds)
+        cfg, config = resolve(ds, run, cfg, changed, start)
+        model_cfg, genres = registry.model_config(config), config["genres"]
         task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
         if start is None:
             start_fresh(run, config, force, dist)
