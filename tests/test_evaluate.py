@@ -101,7 +101,7 @@ def test_bad_input_is_a_one_line_user_error(run: Path, data: Path, tmp_path: Pat
     cases = [
         (lambda: evaluate(tmp_path / "empty", data), "no checkpoints"),
         (lambda: evaluate(tmp_path / "nowhere", data), "no such run folder"),
-        (lambda: evaluate(run, _fake_dataset(tmp_path / "big", 64, genres)), "posters are 64x64 but"),
+        (lambda: evaluate(run, _fake_dataset(tmp_path / "big", 64, genres)), "posters are 64x64 px but"),
         (lambda: evaluate(run, _fake_dataset(tmp_path / "other", 32, ["western"])), "differ from the run's"),
         (lambda: evaluate(run, data, metrics=["swd", "inception"]), "unknown metric 'inception'"),
     ]

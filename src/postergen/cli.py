@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -10,10 +11,92 @@ from pathlib import Path
 from postergen import __version__
 from postergen.errors import UserError
 
+# Limits of options that have no config dataclass (the others are in config.py and engine/sr.py).
+MAX_SIZE = 512  # px: prepare --size, the largest an upscaler learns to make (the smallest is the GAN's)
+MAX_SIDE = 65_535  # px: --min-side (the largest side most image formats can store)
+MAX_PIXELS = 1_000_000_000  # pixels: --max-pixels (a 1-gigapixel image needs 3 GB decoded)
+MAX_WORKERS = 256  # processes
+MAX_POSTERS = 1_000_000  # synth --n, evaluate --n
+MAX_ROW = 1024  # sample --n: posters per genre row
+MAX_FRAMES = 256  # sample --frames
+
+
+class _Parser(argparse.ArgumentParser):
+    """A malformed command line is one line too, like every other error (not argparse's usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _path(text: str) -> Path:
+    """argparse type for paths: an empty string would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
+
+
+def _check(check, *args, **kw) -> None:
+    """Run one of config's check_* functions; its ValueError becomes the command's one-line error."""
+    try:
+        check(*args, **kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _limit(option: str, value, *args, **kw) -> None:
+    """`option` within its range (config.check_range), as the command's one-line error."""
+    from postergen.config import check_range
+
+    _check(check_range, option, value, *args, **kw)
+
+
+def _check_device(name: str) -> None:
+    from postergen.config import DEVICES, check_choice
+
+    _check(check_choice, "--device", name, DEVICES)
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None:
+        _limit("--workers", workers, 1, MAX_WORKERS, "processes")
+
+
+def _check_output(path: Path, folder: bool) -> None:
+    """Before any work: `path` can be written as an output folder (folder=True) or file.
+
+    A file where a folder belongs (or the reverse) is a user error; a read-only or forbidden place
+    raises the OSError the first write would raise, now instead of after minutes of work.
+    """
+    want, found = ("folder", "file") if folder else ("file", "folder")
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{path} is a {found}; give the name of a {want} to write")
+    start = (path if folder else path.parent).absolute()
+    existing = next(p for p in (start, *start.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{existing} is a file, so {path} cannot be made inside it")
+    if not os.access(existing, os.W_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OSError(code, os.strerror(code), str(existing))
+
+
+def _gan_widths() -> str:
+    """'32, 64, 128 or 256': the widths the GAN is built for (models.dcgan.WIDTHS, the one list)."""
+    from postergen.models.dcgan import WIDTHS
+
+    return f"{', '.join(map(str, WIDTHS[:-1]))} or {WIDTHS[-1]}"
+
+
+def _os_error(e: OSError) -> str:
+    """'PATH: cause': for a rename or link the destination (filename2), which is the user's path."""
+    where = e.filename2 if e.filename2 is not None else e.filename
+    cause = e.strerror or str(e) or type(e).__name__
+    return f"{where}: {cause}" if where is not None else cause
+
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the built-in synthetic poster set (JPEGs + Kaggle-style CSV)")
-    p.add_argument("out", type=Path, help="output folder: OUT/images/<id>.jpg and OUT/MovieGenre.csv")
+    p.add_argument("out", type=_path, help="output folder: OUT/images/<id>.jpg and OUT/MovieGenre.csv")
     p.add_argument("--n", type=int, default=2000, help="number of posters")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same posters")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -22,10 +105,13 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> None:
+    from postergen.config import MAX_SEED
     from postergen.data.synth import generate
 
-    if args.n < 1:
-        raise UserError(f"--n must be at least 1 (got {args.n})")
+    _limit("--n", args.n, 1, MAX_POSTERS, "posters")
+    _limit("--seed", args.seed, 0, MAX_SEED)
+    _check_workers(args.workers)
+    _check_output(args.out, folder=True)
     summary = generate(args.out, n=args.n, seed=args.seed, workers=args.workers, force=args.force)
     print(f"wrote {summary['count']} posters to {args.out / 'images'} and {args.out / 'MovieGenre.csv'}")
 
@@ -35,14 +121,16 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
     d = PrepareConfig()
     p = sub.add_parser("prepare", help="turn poster folders, zips or tars into a dataset folder")
-    p.add_argument("src", nargs="+", type=Path, help="poster folders, .zip files and/or uncompressed .tar files")
-    p.add_argument("-o", "--out", type=Path, required=True, help="dataset folder to write")
-    p.add_argument("--size", type=int, default=d.size, help="short side in pixels, 32-512 (default %(default)s)")
+    p.add_argument("src", nargs="+", type=_path, help="poster folders, .zip files and/or uncompressed .tar files")
+    p.add_argument("-o", "--out", type=_path, required=True, help="dataset folder to write")
+    p.add_argument("--size", type=int, default=d.size,
+                   help=f"short side in pixels, at most {MAX_SIZE}; `train` needs {_gan_widths()}, `train-sr` "
+                        "takes any (default %(default)s)")
     p.add_argument("--aspect", choices=["1:1", "2:3"], default=d.aspect,
                    help="1:1 square, or 2:3 (W x H = size x 1.5*size, the posters' shape) (default %(default)s)")
     p.add_argument("--fit", choices=["crop", "pad"], default=d.fit,
                    help="center crop (the seed's choice) or pad to the aspect (default %(default)s)")
-    p.add_argument("--labels", type=Path, default=None,
+    p.add_argument("--labels", type=_path, default=None,
                    help="genre CSV: Kaggle MovieGenre.csv or id + 0/1 genre columns "
                         "(default: a single .csv at the top of a source, else genre subfolders, else none)")
     p.add_argument("--no-labels", action="store_true", help="ignore any CSV and subfolder genres")
@@ -57,11 +145,16 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> None:
     from postergen.data.ingest import PrepareConfig, prepare
+    from postergen.models.dcgan import WIDTHS
 
-    if not 32 <= args.size <= 512:
-        raise UserError(f"--size must be between 32 and 512 (got {args.size})")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    _limit("--size", args.size, WIDTHS[0], MAX_SIZE, "px")
+    _limit("--min-side", args.min_side, 0, MAX_SIDE, "px")
+    _limit("--max-pixels", args.max_pixels, 1, MAX_PIXELS, "pixels")
+    _check_workers(args.workers)
+    if args.no_labels and (args.labels is not None or args.genres is not None):
+        raise UserError(f"--no-labels drops all genres; it cannot go with --{'labels' if args.labels else 'genres'}")
+    if args.labels is not None and args.labels.is_dir():
+        raise UserError(f"--labels {args.labels} is a folder; give the genre CSV file")
     genres = None
     if args.genres is not None:
         genres = [g.strip() for g in args.genres.split(",") if g.strip()]
@@ -72,6 +165,10 @@ def _run_prepare(args: argparse.Namespace) -> None:
         genres=genres, min_side=args.min_side, max_pixels=args.max_pixels,
         workers=args.workers or os.cpu_count() or 1,
     )
+    _check_output(args.out, folder=True)
+    if args.size not in WIDTHS:  # said first: preparing a large set takes a while
+        print(f"note: --size {args.size} px suits `train-sr` only; `train` needs --size {_gan_widths()}",
+              file=sys.stderr)
     meta = prepare(args.src, args.out, cfg, force=args.force)
     h, w = meta["size"]
     print(f"dataset {args.out}: {meta['count']} posters at {w}x{h}, {len(meta['genres'])} genres, "
@@ -80,7 +177,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="describe a dataset folder, or print a generated PNG's provenance")
-    p.add_argument("path", type=Path, help="dataset folder or PNG file")
+    p.add_argument("path", type=_path, help="dataset folder or PNG file")
     p.set_defaults(func=_run_info)
 
 
@@ -145,8 +242,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a GAN on a dataset folder",
                        description="Train the seed's DCGAN (--preset seed) or the stable poster recipe.")
-    p.add_argument("dataset", type=Path, help="dataset folder from `postergen prepare`")
-    p.add_argument("-o", "--out", type=Path, required=True, help="run folder (config, checkpoints, samples, metrics)")
+    p.add_argument("dataset", type=_path, help="dataset folder from `postergen prepare`")
+    p.add_argument("-o", "--out", type=_path, required=True, help="run folder (config, checkpoints, samples, metrics)")
     p.add_argument("--preset", choices=list(PRESETS), default="stable",
                    help="stable: the recommended poster recipe; seed: the student project's DCGAN recipe")
     length = p.add_mutually_exclusive_group()
@@ -162,29 +259,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
-    import math
 
     from postergen.config import TrainConfig, check, from_preset
     from postergen.data.dataset import open_dataset
 
     given = _given_options(args, TrainConfig, _TRAIN_OWN)
-    ds = open_dataset(args.dataset)
-    cfg = from_preset(args.preset, **given)
-    if args.epochs is not None or args.kimg is not None:
-        per_epoch = max(1, len(ds) // cfg.batch)
-        steps = args.epochs * per_epoch if args.epochs is not None else args.kimg * 1000 / cfg.batch
-        given["steps"] = max(1, math.ceil(steps))
-    elif args.steps is not None:
+    if args.steps is not None:
         given["steps"] = args.steps
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if k == "steps"})
+    for option, value in (("--epochs", args.epochs), ("--kimg", args.kimg)):
+        if value is not None:
+            _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
+    cfg = from_preset(args.preset, **given)
+    _check(check, cfg)  # every option before the dataset is read or anything is written
+    _check_output(args.out, folder=True)
+    ds = open_dataset(args.dataset)
+    _check_gan_size(ds)
+    if args.epochs is not None or args.kimg is not None:
+        given["steps"] = _length_in_steps(args.epochs, args.kimg, cfg.batch, len(ds))
+        cfg = dataclasses.replace(cfg, steps=given["steps"])
     if _checked_or_printed(cfg, check, args.dry_run):
         return 0
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes under torchrun
+    if not args.resume and len(ds) < cfg.batch * world:  # a resumed run keeps its own batch
+        per = f" ({world} processes x --batch {cfg.batch})" if world > 1 else ""
+        raise UserError(f"{ds.path}: {len(ds)} posters is fewer than one batch of {cfg.batch * world} images{per}; "
+                        "give a smaller --batch")
     from postergen.engine.gan import train
 
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
     say = (lambda *a, **k: None) if quiet else print
-    say(f"train {args.out}: preset {cfg.preset}, {W}x{H}, {len(ds)} posters, "
+    say(f"train {args.out}: preset {cfg.preset}, {W}x{H} px, {len(ds)} posters, "
           f"{len(ds.genres) if cfg.conditional else 0} genres, {cfg.steps} steps of {cfg.batch}")
     changed = set(given) | ({"preset"} if args.preset != "stable" else set())
     summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say)
@@ -199,11 +304,37 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _length_in_steps(epochs: float | None, kimg: float | None, batch: int, posters: int) -> int:
+    """--epochs (passes over the posters) or --kimg (thousands of images shown to D) -> training steps."""
+    import math
+
+    from postergen.config import MAX_STEPS
+
+    per_epoch = max(1, posters // batch)
+    steps = max(1, math.ceil(epochs * per_epoch if epochs is not None else kimg * 1000 / batch))
+    if steps > MAX_STEPS:
+        given = f"--epochs {epochs:g}" if epochs is not None else f"--kimg {kimg:g}"
+        raise UserError(f"{given} is more than {MAX_STEPS} steps of {batch} images, the most a run takes")
+    return steps
+
+
+def _check_gan_size(ds) -> None:
+    """The GAN's sizes (models.dcgan.check_size) are checked on the dataset before a run starts."""
+    from postergen.models.dcgan import check_size
+
+    H, W = ds.meta["size"]
+    try:
+        check_size(H, W)
+    except ValueError:
+        raise UserError(f"{ds.path}: posters are {W}x{H} px; the GAN trains posters {_gan_widths()} px wide "
+                        "(square or 2:3): prepare them again with that --size") from None
+
+
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate posters from a run, checkpoint or exported generator")
-    p.add_argument("run", type=Path, help="run folder, checkpoint .pt, exported .safetensors, or a tutorial netG .pth")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--n", type=int, default=8, help="posters per genre row (default %(default)s)")
+    p.add_argument("run", type=_path, help="run folder, checkpoint .pt, exported .safetensors, or a tutorial netG .pth")
+    p.add_argument("-o", "--out", type=_path, required=True, help="output folder")
+    p.add_argument("--n", type=int, default=8, help=f"posters per genre row, at most {MAX_ROW} (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="first seed; poster k uses seed+k (default %(default)s)")
     p.add_argument("--genre", action="append", default=None,
                    help="genre row to draw, e.g. horror or action+comedy; repeatable (default: every genre)")
@@ -218,7 +349,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    help="walk between two seeds: an animation and a strip instead of a grid")
     p.add_argument("--frames", type=int, default=16, help="frames of --interpolate (default %(default)s)")
     p.add_argument("--format", choices=["gif", "webp"], default="gif", help="animation format (default %(default)s)")
-    p.add_argument("--upscale", type=Path, default=None, metavar="SR_RUN",
+    p.add_argument("--upscale", type=_path, default=None, metavar="SR_RUN",
                    help="enlarge every poster with this trained upscaler (postergen train-sr)")
     p.add_argument("--arch", choices=["postergen", "dcgan-tutorial"], default="postergen",
                    help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
@@ -227,20 +358,28 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_sample(args: argparse.Namespace) -> None:
+    from postergen.config import MAX_SEED
     from postergen.sample import interpolate, sample
 
-    if not 1 <= args.n <= 1024:
-        raise UserError(f"--n must be between 1 and 1024 (got {args.n})")
-    if args.truncation is not None and args.truncation <= 0:
-        raise UserError(f"--truncation must be positive (got {args.truncation})")
+    _limit("--n", args.n, 1, MAX_ROW, "posters")
+    _limit("--seed", args.seed, 0, MAX_SEED)
+    if args.truncation is not None:
+        _limit("--truncation", args.truncation, 0.0, None, lo_open=True)
     genres = [g for spec in args.genre for g in spec.split(",")] if args.genre else None
+    if genres and not all(name.strip() for g in genres for name in g.split("+")):
+        raise UserError(f"--genre {','.join(args.genre)!r} has an empty genre name; give e.g. horror or action+comedy")
+    _check_device(args.device)
     if args.interpolate:
-        if not 2 <= args.frames <= 256:
-            raise UserError(f"--frames must be between 2 and 256 (got {args.frames})")
+        for seed in args.interpolate:
+            _limit("--interpolate seed", seed, 0, MAX_SEED)
+        _limit("--frames", args.frames, 2, MAX_FRAMES, "frames")
         if genres and len(genres) > 1:
             raise UserError("--interpolate draws one genre row; give one --genre (e.g. action+comedy)")
+    _check_output(args.out, folder=True)
+    if args.interpolate:
         r = interpolate(args.run, args.out, tuple(args.interpolate), args.frames, genres[0] if genres else None,
-                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format, upscale=args.upscale)
+                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format, upscale=args.upscale,
+                        truncation=args.truncation)
         print(f"interpolation: {r['animation']} and {r['strip']} ({r['frames']} frames)")
         return
     result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema, grid=args.grid,
@@ -252,8 +391,8 @@ def _run_sample(args: argparse.Namespace) -> None:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a run's generator as safetensors (weights + config) for sharing")
-    p.add_argument("run", type=Path, help="run folder or checkpoint")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output .safetensors file")
+    p.add_argument("run", type=_path, help="run folder or checkpoint")
+    p.add_argument("-o", "--out", type=_path, required=True, help="output .safetensors file")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="export the EMA generator (default on)")
     p.set_defaults(func=_run_export)
 
@@ -263,32 +402,44 @@ def _run_export(args: argparse.Namespace) -> None:
 
     if args.out.suffix != ".safetensors":
         raise UserError(f"{args.out}: the export file name must end in .safetensors")
+    _check_output(args.out, folder=False)
     meta = export(args.run, args.out, ema=args.ema)
     print(f"exported step {meta['step']} generator ({len(meta['genres'])} genres) to {args.out}")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="measure quality, collapse and copying of a run against its dataset")
-    p.add_argument("run", type=Path, help="run folder")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (the real posters to compare with)")
+    p.add_argument("run", type=_path, help="run folder")
+    p.add_argument("--data", type=_path, required=True, help="dataset folder (the real posters to compare with)")
     p.add_argument("--n", type=int, default=10000, help="posters generated and real posters compared (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="poster i uses seed+i (default %(default)s)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated subset of swd,fid,diversity,memorization,genre (default: all)")
     p.add_argument("--all-checkpoints", action="store_true",
                    help="evaluate every kept checkpoint: one line each in RUN/eval.jsonl (metric vs step)")
-    p.add_argument("--inception-weights", type=Path, default=None,
+    p.add_argument("--inception-weights", type=_path, default=None,
                    help="local Inception-v3 weights file for FID/KID (nothing is downloaded; without it FID is skipped)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    from postergen.config import MAX_SEED
     from postergen.evaluate import evaluate, format_table
 
-    if args.n < 2:
-        raise UserError(f"--n must be at least 2 (got {args.n})")
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    _limit("--n", args.n, 2, MAX_POSTERS, "posters")
+    _limit("--seed", args.seed, 0, MAX_SEED)
+    metrics = None
+    if args.metrics is not None:
+        metrics = [m.strip() for m in args.metrics.split(",")]
+        if not all(metrics):
+            raise UserError(f"--metrics {args.metrics!r} has an empty name; give e.g. swd,fid, or leave it out for all")
+    if args.inception_weights is not None and not args.inception_weights.is_file():
+        why = "a folder, not the weights file" if args.inception_weights.is_dir() else "no such file"
+        raise UserError(f"--inception-weights {args.inception_weights}: {why}")
+    _check_device(args.device)
+    if args.run.is_dir():
+        _check_output(args.run, folder=True)  # eval.json is written there at the end
     result = evaluate(args.run, args.data, n=args.n, seed=args.seed, metrics=metrics,
                       all_checkpoints=args.all_checkpoints, inception_weights=args.inception_weights,
                       device=args.device, progress=True, echo=lambda line: print(line, file=sys.stderr))
@@ -297,8 +448,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN/report.html: curves, training health, samples, evaluation")
-    p.add_argument("run", type=Path, help="run folder")
-    p.add_argument("-o", "--out", type=Path, default=None, help="output HTML file (default RUN/report.html)")
+    p.add_argument("run", type=_path, help="run folder")
+    p.add_argument("-o", "--out", type=_path, default=None, help="output HTML file (default RUN/report.html)")
     p.add_argument("--n", type=int, default=8, help="posters per genre row and per real/generated grid (default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
     p.set_defaults(func=_run_report)
@@ -307,8 +458,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _run_report(args: argparse.Namespace) -> None:
     from postergen.report import report
 
-    if not 1 <= args.n <= 64:
-        raise UserError(f"--n must be between 1 and 64 (got {args.n})")
+    _limit("--n", args.n, 1, 64, "posters")
+    _check_device(args.device)
+    if args.out is not None:
+        _check_output(args.out, folder=False)
+    elif args.run.is_dir():
+        _check_output(args.run / "report.html", folder=False)
     print(report(args.run, args.out, sample_n=args.n, device=args.device))
 
 
@@ -316,8 +471,8 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
     from postergen.engine.sr import SRTrainConfig
 
     p = sub.add_parser("train-sr", help="train a super-resolution upscaler on posters prepared at the target size")
-    p.add_argument("dataset", type=Path, help="dataset prepared at the high resolution, e.g. --size 256")
-    p.add_argument("-o", "--out", type=Path, required=True, help="SR run folder")
+    p.add_argument("dataset", type=_path, help="dataset prepared at the high resolution, e.g. --size 256")
+    p.add_argument("-o", "--out", type=_path, required=True, help="SR run folder")
     p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
     p.add_argument("--force", action="store_true", help="start the run over")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -332,6 +487,7 @@ def _run_train_sr(args: argparse.Namespace) -> int:
     cfg = SRTrainConfig(**given)
     if _checked_or_printed(cfg, check_sr_train, args.dry_run):
         return 0
+    _check_output(args.out, folder=True)
     summary = train_sr(args.dataset, args.out, cfg, resume=args.resume, force=args.force, changed=set(given))
     if summary.get("interrupted"):
         print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
@@ -345,9 +501,9 @@ def _run_train_sr(args: argparse.Namespace) -> int:
 
 def _add_upscale(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="enlarge images with a trained upscaler (any images, GAN samples included)")
-    p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (PNG, <name>_x<scale>.png)")
-    p.add_argument("--model", type=Path, required=True, help="SR run folder or its checkpoint")
+    p.add_argument("images", nargs="+", type=_path, help="image files")
+    p.add_argument("-o", "--out", type=_path, required=True, help="output folder (PNG, <name>_x<scale>.png)")
+    p.add_argument("--model", type=_path, required=True, help="SR run folder or its checkpoint")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
     p.set_defaults(func=_run_upscale)
 
@@ -355,6 +511,8 @@ def _add_upscale(sub: argparse._SubParsersAction) -> None:
 def _run_upscale(args: argparse.Namespace) -> None:
     from postergen.upscale import upscale_files
 
+    _check_device(args.device)
+    _check_output(args.out, folder=True)
     result = upscale_files(args.images, args.out, args.model, device=args.device)
     for item in result["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -363,7 +521,8 @@ def _run_upscale(args: argparse.Namespace) -> None:
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="a local web studio: generate, browse and download posters")
-    p.add_argument("root", type=Path, help="a run folder, or a folder of runs (an sr/ folder beside them enables upscaling)")
+    p.add_argument("root", type=_path,
+                   help="a run folder, or a folder of runs (an sr/ folder beside them enables upscaling)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default %(default)s)")
@@ -375,11 +534,12 @@ def _run_serve(args: argparse.Namespace) -> None:
         from postergen.web.app import serve
     except ImportError as e:
         raise UserError(f"the studio needs its extras ({e.name} is missing): pip install 'postergen[web]'") from None
+    _check_device(args.device)
     serve(args.root, args.host, args.port, args.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
+    parser = _Parser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -395,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"postergen {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder, no permission, a file where a folder belongs, ...
+        print(f"postergen {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"postergen {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -7,9 +7,21 @@ overrides. The CLI builds its options from these fields, so defaults live only h
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from postergen.models.dcgan import ModelConfig
+
+# Limits of the options, far beyond any sensible value: they turn a typo (an extra zero, a pasted
+# number) into a one-line error instead of an out-of-memory crash or an overflow deep in torch.
+MAX_STEPS = 100_000_000  # training steps, and the *-every intervals
+MAX_BATCH = 65_536  # images per step
+MAX_CHANNELS = 4096  # z_dim, ngf, ndf, max_channels, genre_dim
+MAX_REPEAT = 1000  # d_every, g_steps, r1_every
+MAX_KEEP = 10_000  # checkpoints kept
+MAX_SEED = 2**32 - 1  # the seed range of numpy and most tools
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def doc_field(default, doc: str):
@@ -105,22 +117,90 @@ def from_preset(preset: str, **overrides) -> TrainConfig:
     return TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
 
 
+def flag(name: str) -> str:
+    """A config field as the user types it: lr_g -> --lr-g."""
+    return "--" + name.replace("_", "-")
+
+
+def _number(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def check_range(option: str, value, lo=None, hi=None, unit: str = "", lo_open: bool = False,
+                hi_open: bool = False) -> None:
+    """ValueError naming the option, the value given and the unit unless lo <= value <= hi (< or >
+    with *_open); a float must also be finite (NaN fails every comparison, inf passes `> 0`)."""
+    is_float = isinstance(value, float)
+    ok = not is_float or math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if ok:
+        return
+    u = f" {unit}" if unit else ""
+    if lo is not None and hi is not None and not (lo_open or hi_open):
+        want = f"between {_number(lo)} and {_number(hi)}{u}"
+    else:
+        parts = [f"{'greater than' if lo_open else 'at least'} {_number(lo)}{u}"] if lo is not None else []
+        parts += [f"{'less than' if hi_open else 'at most'} {_number(hi)}{u}"] if hi is not None else []
+        want = " and ".join(parts)
+    if is_float:
+        want = f"a finite number {want}".rstrip()
+    got = _number(value) + (u if not is_float or math.isfinite(value) else "")
+    raise ValueError(f"{option} must be {want} (got {got})")
+
+
+def check_choice(option: str, value: str, choices) -> None:
+    """ValueError naming the option unless value is one of choices."""
+    if value not in choices:
+        names = [repr(c) if c == "" else str(c) for c in choices]
+        raise ValueError(f"{option} must be {', '.join(names[:-1])} or {names[-1]}, not {value!r}")
+
+
+def check_augment(policy: str) -> None:
+    """'' (no augmentation) or comma-separated DiffAugment policies; blank or unknown names are errors."""
+    from postergen.engine.augment import AUGMENTS
+
+    if policy == "":
+        return
+    names = [p.strip() for p in policy.split(",")]
+    choose = f"give a comma-separated list of {', '.join(AUGMENTS)}, or '' for none"
+    if not all(names):
+        raise ValueError(f"--augment {policy!r} has an empty policy name; {choose}")
+    unknown = [n for n in names if n not in AUGMENTS]
+    if unknown:
+        raise ValueError(f"--augment {policy!r}: unknown policy {', '.join(unknown)}; {choose}")
+
+
 def check(cfg: TrainConfig) -> None:
-    """Range checks with messages a user can act on (ValueError)."""
-    rules = [
-        (cfg.steps >= 1, "steps must be at least 1"),
-        (cfg.batch >= 2, "batch must be at least 2"),
-        (cfg.loss in ("bce", "hinge"), f"loss must be bce or hinge, not {cfg.loss!r}"),
-        (cfg.d_norm in ("batch", "none"), f"d-norm must be batch or none, not {cfg.d_norm!r}"),
-        (cfg.ema_kimg >= 0 and cfg.ema_rampup >= 0, "ema-kimg and ema-rampup must be >= 0"),
-        (0.0 <= cfg.label_dropout <= 1.0, "label-dropout must be in [0, 1]"),
-        (0.0 < cfg.real_label <= 1.0, "real-label must be in (0, 1]"),
-        (min(cfg.d_every, cfg.g_steps, cfg.r1_every) >= 1, "d-every, g-steps and r1-every must be at least 1"),
-        (min(cfg.log_every, cfg.sample_every, cfg.checkpoint_every) >= 1, "*-every options must be at least 1"),
-        (cfg.lr_g > 0 and cfg.lr_d > 0, "learning rates must be positive"),
-        (cfg.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps, not {cfg.device!r}"),
-        (cfg.precision in ("auto", "bf16", "fp32"), f"precision must be auto, bf16 or fp32, not {cfg.precision!r}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message)
+    """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
+    def limit(name: str, *args, **kw) -> None:
+        check_range(flag(name), getattr(cfg, name), *args, **kw)
+
+    check_choice("--preset", cfg.preset, PRESETS)
+    limit("steps", 1, MAX_STEPS, "steps")
+    limit("batch", 2, MAX_BATCH, "images")
+    for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
+        limit(name, 1, MAX_CHANNELS, "channels")
+    limit("label_dropout", 0.0, 1.0)
+    check_choice("--d-norm", cfg.d_norm, ("batch", "none"))
+    check_choice("--loss", cfg.loss, ("bce", "hinge"))
+    limit("lr_g", 0.0, 1.0, lo_open=True)
+    limit("lr_d", 0.0, 1.0, lo_open=True)
+    limit("beta1", 0.0, 1.0, hi_open=True)  # Adam needs 0 <= beta < 1
+    limit("beta2", 0.0, 1.0, hi_open=True)
+    limit("d_every", 1, MAX_REPEAT, "steps")
+    limit("g_steps", 1, MAX_REPEAT, "G updates")
+    limit("real_label", 0.0, 1.0, lo_open=True)
+    limit("r1_gamma", 0.0)
+    limit("r1_every", 1, MAX_REPEAT, "D updates")
+    limit("ema_kimg", 0.0, None, "kimg")
+    limit("ema_rampup", 0.0)
+    check_augment(cfg.augment)
+    limit("seed", 0, MAX_SEED)
+    check_choice("--device", cfg.device, DEVICES)
+    check_choice("--precision", cfg.precision, PRECISIONS)
+    for name in ("log_every", "sample_every", "checkpoint_every"):
+        limit(name, 1, MAX_STEPS, "steps")
+    limit("keep_checkpoints", 0, MAX_KEEP, "checkpoints")

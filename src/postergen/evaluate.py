@@ -55,8 +55,8 @@ def check_compatible(config: dict, ds: PosterDataset, run: Path) -> None:
     model_hw = (config["model"]["height"], config["model"]["width"])
     data_hw = tuple(ds.meta["size"])
     if model_hw != data_hw:
-        raise UserError(f"{ds.path}: posters are {data_hw[1]}x{data_hw[0]} but {run} generates "
-                        f"{model_hw[1]}x{model_hw[0]} (W x H); evaluate against a dataset of the run's size")
+        raise UserError(f"{ds.path}: posters are {data_hw[1]}x{data_hw[0]} px but {run} generates "
+                        f"{model_hw[1]}x{model_hw[0]} px (W x H); evaluate against a dataset of the run's size")
     if config["genres"] and config["genres"] != ds.genres:
         raise UserError(f"{ds.path}: genres {','.join(ds.genres) or 'none'} differ from the run's "
                         f"{','.join(config['genres'])}")
@@ -144,9 +144,11 @@ def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list
         get_metric(name)  # unknown names fail before any work
     paths = checkpoints_to_evaluate(run, all_checkpoints)
     ds = open_dataset(data)
+    if len(ds) < 2:
+        raise UserError(f"{ds.path}: {len(ds)} poster(s); evaluating needs at least 2 real posters")
     n = min(n, len(ds))
     if n < 2:
-        raise UserError(f"--n {n}: need at least 2 posters per set")
+        raise UserError(f"--n must be at least 2 posters per set (got {n})")
     real = real_posters(ds, n, seed)
     shared = {"seed": seed, "device": pick_device(device), "inception_weights": inception_weights,
               "cache": {}, "progress": progress, "echo": echo}

@@ -15,10 +15,11 @@ import torch
 from PIL import Image
 
 from postergen.errors import UserError
+from postergen.files import save_image
 from postergen.provenance import png_info
 from postergen.draw import render, save_grid
 from postergen.engine.runtime import pick_device
-from postergen.upscale import maybe_upscale
+from postergen.upscale import cached_upscaler, maybe_upscale
 from postergen.weights import load_generator  # noqa: F401  (re-exported: the one loader for G)
 
 
@@ -83,8 +84,9 @@ class PngWriter:
         self.pending: list[Future] = []
 
     def put(self, img: torch.Tensor, path: Path, pnginfo=None) -> None:
+        # atomic, and a disk error names the file (PIL's own write errors name none)
         self.pending.append(self.pool.submit(
-            lambda: Image.fromarray(img.permute(1, 2, 0).numpy()).save(path, pnginfo=pnginfo)))
+            lambda: save_image(Image.fromarray(img.permute(1, 2, 0).numpy()), path, pnginfo=pnginfo)))
 
     def __enter__(self) -> "PngWriter":
         return self
@@ -106,6 +108,8 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
     rows = genre_vectors(genres, config["genres"])
     seeds = list(range(seed, seed + n))
     z = noise(seeds, config["model"]["z_dim"], truncation).to(dev)
+    if upscale is not None:
+        cached_upscaler(upscale, dev)  # a bad SR run is an error before OUT is made
     out.mkdir(parents=True, exist_ok=True)
     images, written = [], []
     source, step = str(config.get("source", "")), config.get("step")
@@ -143,12 +147,12 @@ def walk(seeds: tuple[int, int], z_dim: int, frames: int,
 
 def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,
                 ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif",
-                upscale: Path | None = None) -> dict:
+                upscale: Path | None = None, truncation: float | None = None) -> dict:
     """Walk from seed a to seed b: an animation (GIF or WebP, there and back) and a strip PNG."""
     dev = pick_device(device)
     G, config = load_generator(path, ema=ema, arch=arch, device=dev)
     label, vec = condition([genre] if genre else [], config["genres"])
-    _, z = walk(seeds, config["model"]["z_dim"], frames)
+    _, z = walk(seeds, config["model"]["z_dim"], frames, truncation)
     images = maybe_upscale(render(G, z.to(dev), vec, dev), upscale, dev)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{label}-seed{seeds[0]}-to-{seeds[1]}"
@@ -160,5 +164,5 @@ def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16,
     pics = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pics]
     anim = out / f"{stem}.{fmt}"
     pics = pics + pics[-2:0:-1]  # there and back, so the loop has no jump
-    pics[0].save(anim, save_all=True, append_images=pics[1:], duration=80, loop=0)
+    save_image(pics[0], anim, save_all=True, append_images=pics[1:], duration=80, loop=0)
     return {"strip": strip, "animation": anim, "frames": frames}

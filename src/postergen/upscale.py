@@ -14,8 +14,10 @@ from PIL.PngImagePlugin import PngInfo
 from postergen import __version__
 from postergen.data.ingest import to_rgb
 from postergen.errors import UserError
+from postergen.files import save_image
 from postergen.models.sr import SRConfig, SRNet, build_sr
 from postergen.provenance import PREFIX
+from postergen.weights import brief
 from postergen.engine.checkpoint import load_checkpoint
 from postergen.engine.runtime import pick_device
 
@@ -33,7 +35,7 @@ def load_upscaler(path: Path, device: torch.device | str = "cpu") -> tuple[SRNet
         model = build_sr(SRConfig(**config["model"]))
         model.load_state_dict(state["model"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise UserError(f"{path}: SR weights do not fit their config ({str(e).splitlines()[0][:160]})") from None
+        raise UserError(f"{path}: SR weights do not fit their config ({brief(e)})") from None
     return model.to(device).eval(), {**config, "step": state["step"], "source": str(path)}
 
 
@@ -59,10 +61,14 @@ def maybe_upscale(images: torch.Tensor, sr_path: Path | None, device: torch.devi
     else enlarged. The network is loaded once per path (and reloaded when its checkpoint changes)."""
     if sr_path is None:
         return images
+    return upscale_images(cached_upscaler(sr_path, device), images, device)
+
+
+def cached_upscaler(sr_path: Path, device: torch.device | str = "cpu") -> SRNet:
+    """The network of an SR run, loaded once per path (and again when its checkpoint changes)."""
     latest = _checkpoint_file(Path(sr_path))
     mtime = latest.stat().st_mtime_ns if latest.is_file() else 0
-    model, _ = _cached(str(Path(sr_path).resolve()), mtime, str(torch.device(device)))
-    return upscale_images(model, images, device)
+    return _cached(str(Path(sr_path).resolve()), mtime, str(torch.device(device)))[0]
 
 
 def _checkpoint_file(path: Path) -> Path:
@@ -90,7 +96,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str, dict]:
     except UnidentifiedImageError:
         return None, "not an image", {}
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return None, f"corrupt ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})", {}
+        return None, f"corrupt ({brief(e, limit=80)})", {}
     return pixels.transpose(2, 0, 1).copy(), "", text
 
 
@@ -147,7 +153,8 @@ def upscale_files(paths: list[Path], out: Path, model_path: Path, device: str = 
     for group in by_size.values():
         big = upscale_images(model, np.stack([images[i] for i in group]), dev, batch)  # (n, 3, sH, sW)
         for i, img in zip(group, big):
-            Image.fromarray(img.permute(1, 2, 0).numpy()).save(names[i], pnginfo=_provenance(texts[i], config, scale))
+            pixels = Image.fromarray(img.permute(1, 2, 0).numpy())
+            save_image(pixels, names[i], pnginfo=_provenance(texts[i], config, scale))
             written[i] = names[i]
     return {"written": [written[i] for i in sorted(written)], "skipped": skipped, "scale": scale,
             "step": config["step"], "seconds": round(time.perf_counter() - t0, 3)}

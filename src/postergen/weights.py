@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -18,13 +19,35 @@ from postergen.engine.checkpoint import load_checkpoint
 ARCHS = ("postergen", "dcgan-tutorial")
 
 
+def brief(error: BaseException, limit: int = 200) -> str:
+    """One line of a torch (or PIL) error, cut only where a sentence or a list item ends.
+
+    torch's first line often only announces the details ("Error(s) in loading state_dict for
+    Generator:"), so the first detail line is kept instead; its later sentences are advice for other
+    situations. A long list (missing keys) keeps its first items and says how many problems there are.
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(error).__name__
+    more = ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        lines, more = lines[1:], f" (1 of {len(lines) - 1} problems)" if len(lines) > 2 else ""
+    why = [line.split(":", 1)[1] for line in lines if line.startswith("WeightsUnpickler error:")]
+    text = ": ".join(re.split(r"(?<=[.!?])\s", part.strip(), maxsplit=1)[0].rstrip(".") for part in lines[:1] + why)
+    if len(text) > limit:
+        cut = text.rfind(", ", 0, limit)
+        space = text.rfind(" ", 0, limit)
+        text = text[:cut] + ", ..." if cut > limit // 2 else text[:space] + " ..." if space > 0 else text
+    return (text if " " in text else f"{type(error).__name__} {text}") + more
+
+
 def _tutorial(path: Path) -> tuple[dict, dict]:
     """A bare netG state_dict from the tutorial: 64 px, z 100, ngf 64, no genres."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path}: not a loadable PyTorch state_dict ({first[:160]})") from None
+        raise UserError(f"{path}: not a loadable PyTorch state_dict ({brief(e)})") from None
     if not isinstance(state, dict) or "main.0.weight" not in state:
         raise UserError(f"{path}: not a DCGAN tutorial generator state_dict (no 'main.0.weight')")
     w0 = state["main.0.weight"]  # (nz, ngf*8, 4, 4)
@@ -64,18 +87,22 @@ def load_generator(path: Path, ema: bool = True, arch: str = "postergen",
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the generator ({str(e).splitlines()[0][:160]})") from None
+        raise UserError(f"{path}: weights do not fit the generator ({brief(e)})") from None
     return G.to(device).eval(), config
 
 
 def export(run: Path, out: Path, ema: bool = True) -> dict:
     """Generator weights + a small JSON config as safetensors: shareable, loads without unpickling."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from postergen.files import write_atomic
 
     G, config = load_generator(run, ema=ema)
     meta = {"model": config["model"], "genres": config["genres"], "step": config["step"],
             "ema": ema, "postergen": __version__, "run": str(Path(run).resolve())}
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in G.state_dict().items()}
-    save_file(tensors, str(out), metadata={"postergen": json.dumps(meta), "format": "pt"})
+    # Encoded in memory, then written whole: a disk error is an OSError naming `out` (save_file's own
+    # errors are not OSErrors), and a failed write leaves no half file.
+    write_atomic(out, save(tensors, metadata={"postergen": json.dumps(meta), "format": "pt"}))
     return meta

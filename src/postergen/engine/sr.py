@@ -79,25 +79,41 @@ class SRTrainConfig:
 # Fields a resumed run may change: how long it runs, how it reports, where it runs.
 SR_RESUMABLE = {"steps", "log_every", "val_every", "checkpoint_every", "keep_checkpoints", "device", "precision"}
 JPEG_MAX_QUALITY = 95
+MAX_PATCH = 512  # low-resolution crop side in pixels (a 512 px dataset at x2 is 256)
+MAX_VAL_POSTERS = 1_000_000
 
 
 def check_sr_train(cfg: SRTrainConfig) -> None:
-    """Range checks with messages a user can act on (ValueError)."""
+    """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
+    from postergen.config import (DEVICES, MAX_BATCH, MAX_KEEP, MAX_SEED, MAX_STEPS, PRECISIONS, check_choice,
+                                  check_range, flag)
+
+    def limit(name: str, *args, **kw) -> None:
+        check_range(flag(name), getattr(cfg, name), *args, **kw)
+
     check_sr(cfg.model_config())
-    rules = [
-        (cfg.steps >= 1 and cfg.batch >= 1 and cfg.patch >= 4, "steps and batch must be >= 1, patch >= 4"),
-        (cfg.lr > 0 and cfg.lr_halve_every >= 0, "lr must be positive and lr-halve-every >= 0"),
-        (all(0 <= p <= 1 for p in (cfg.blur_prob, cfg.noise_prob, cfg.jpeg_prob)), "*-prob must be in [0, 1]"),
-        (cfg.blur_max >= 0 and cfg.noise_max >= 0, "blur-max and noise-max must be >= 0"),
-        (1 <= cfg.jpeg_min_quality <= JPEG_MAX_QUALITY, f"jpeg-min-quality must be in 1..{JPEG_MAX_QUALITY}"),
-        (0 < cfg.val_fraction < 1 and cfg.val_posters >= 0, "val-fraction must be in (0, 1), val-posters >= 0"),
-        (min(cfg.log_every, cfg.val_every, cfg.checkpoint_every) >= 1, "*-every options must be at least 1"),
-        (cfg.device in ("auto", "cpu", "cuda", "mps"), f"device must be auto, cpu, cuda or mps, not {cfg.device!r}"),
-        (cfg.precision in ("auto", "bf16", "fp32"), f"precision must be auto, bf16 or fp32, not {cfg.precision!r}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message)
+    limit("steps", 1, MAX_STEPS, "steps")
+    limit("batch", 1, MAX_BATCH, "crops")
+    limit("patch", 4, MAX_PATCH, "px")
+    limit("lr", 0.0, 1.0, lo_open=True)
+    limit("lr_halve_every", 0, MAX_STEPS, "steps")
+    for name in ("blur_prob", "noise_prob", "jpeg_prob"):
+        limit(name, 0.0, 1.0)
+    limit("blur_max", 0.0, None, "px")
+    # the blur kernel (radius 3 sigma, in high-resolution pixels) must fit inside a crop
+    if math.ceil(3 * cfg.blur_max * cfg.scale) >= cfg.patch * cfg.scale:
+        raise ValueError(f"--blur-max {cfg.blur_max:g} px blurs across more than a --patch {cfg.patch} px crop "
+                         f"(3 sigma); give a --blur-max below {cfg.patch / 3:g} px or a larger --patch")
+    limit("noise_max", 0.0, 255.0, "levels")
+    limit("jpeg_min_quality", 1, JPEG_MAX_QUALITY)
+    limit("val_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
+    limit("val_posters", 0, MAX_VAL_POSTERS, "posters")
+    limit("seed", 0, MAX_SEED)
+    check_choice("--device", cfg.device, DEVICES)
+    check_choice("--precision", cfg.precision, PRECISIONS)
+    for name in ("log_every", "val_every", "checkpoint_every"):
+        limit(name, 1, MAX_STEPS, "steps")
+    limit("keep_checkpoints", 0, MAX_KEEP, "checkpoints")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 D_NORMS = ("batch", "none")
 MIN_WIDTH, MAX_WIDTH = 32, 256
+# Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
+WIDTHS = tuple(2**k for k in range(MIN_WIDTH.bit_length() - 1, MAX_WIDTH.bit_length()))  # 32 ... 256
 INIT_STD = 0.02  # the DCGAN paper's N(0, 0.02) weight init
 LEAKY_SLOPE = 0.2  # the DCGAN paper's LeakyReLU slope in D
 MBSTD_GROUP = 4  # samples per minibatch-std group (ProGAN / StyleGAN default)
@@ -40,11 +42,7 @@ class ModelConfig:
     minibatch_std: bool = False  # append a minibatch standard-deviation channel before D's last conv
 
     def __post_init__(self):
-        w, h = self.width, self.height
-        if w < MIN_WIDTH or w > MAX_WIDTH or w & (w - 1):
-            raise ValueError(f"width must be a power of two in {MIN_WIDTH}..{MAX_WIDTH}, got {w}")
-        if h != w and 2 * h != 3 * w:
-            raise ValueError(f"height must equal width ({w}) or 1.5 * width ({3 * w // 2}), got {h}")
+        check_size(self.height, self.width)
         if self.d_norm not in D_NORMS:
             raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
         for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
@@ -62,6 +60,15 @@ class ModelConfig:
     def n_scales(self) -> int:
         """Stride-2 layers between the start map and the image: 3 at 32 px ... 6 at 256 px."""
         return int(math.log2(self.width)) - 2
+
+
+def check_size(height: int, width: int) -> None:
+    """The one rule for the image sizes G and D support (ValueError otherwise): a width in WIDTHS,
+    and a square or 2:3 (W x H = w x 1.5w) shape."""
+    if width not in WIDTHS:
+        raise ValueError(f"width must be a power of two in {MIN_WIDTH}..{MAX_WIDTH} px, got {width} px")
+    if height != width and 2 * height != 3 * width:
+        raise ValueError(f"height must equal width ({width} px) or 1.5 * width ({3 * width // 2} px), got {height} px")
 
 
 def _check_genres(genres: torch.Tensor | None, batch: int, n_genres: int) -> None:

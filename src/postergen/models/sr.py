@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("edsr", "espcn")
+SCALES = (2, 4)
+MIN_CHANNELS, MAX_CHANNELS = 4, 1024  # EDSR's full model uses 256
+MAX_BLOCKS = 256  # EDSR's full model uses 32
 
 
 @dataclass
@@ -34,12 +37,13 @@ class SRConfig:
 
 def check_sr(cfg: SRConfig) -> None:
     """Range checks with messages a user can act on (ValueError)."""
-    if cfg.scale not in (2, 4):
-        raise ValueError(f"scale must be 2 or 4, not {cfg.scale}")
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, not {cfg.arch!r}")
-    if cfg.channels < 4 or cfg.blocks < 0:
-        raise ValueError("channels must be at least 4 and blocks at least 0")
+    from postergen.config import check_choice, check_range
+
+    if cfg.scale not in SCALES:
+        raise ValueError(f"--scale must be 2 or 4, not {cfg.scale}")
+    check_choice("--arch", cfg.arch, ARCHS)
+    check_range("--channels", cfg.channels, MIN_CHANNELS, MAX_CHANNELS, "channels")
+    check_range("--blocks", cfg.blocks, 0, MAX_BLOCKS, "blocks")
 
 
 class ResBlock(nn.Module):
