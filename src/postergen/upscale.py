@@ -89,7 +89,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str, dict]:
     try:
         with Image.open(path) as im:
             if im.width * im.height > MAX_INPUT_PIXELS:
-                return None, f"too large ({im.width}x{im.height}; at most {MAX_INPUT_PIXELS} pixels)", {}
+                return None, f"too large ({im.width}x{im.height} px; at most {MAX_INPUT_PIXELS} pixels)", {}
             text = {k: v for k, v in getattr(im, "text", {}).items() if k.startswith(PREFIX)}
             # decodes everything, so truncation fails here; alpha on white and 16-bit as `prepare` does
             pixels = np.asarray(to_rgb(ImageOps.exif_transpose(im)))
