@@ -18,6 +18,7 @@ from postergen.engine.checkpoint import step_files
 
 FAST = {"swd": SWDConfig(nhoods_per_image=16, dir_repeats=1, dirs_per_repeat=32),
         "genre": GenreConfig(epochs=1, channels=8, per_genre=4)}
+PIXEL_METRICS = ["swd", "fid", "diversity", "memorization", "genre"]  # the perceptual ones: test_evaluate_perceptual.py
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def no_cached_inception(tmp_path, monkeypatch):
 
 
 def test_evaluate_writes_eval_json_with_every_metric(run: Path, data: Path):
-    result = evaluate(run, data, n=1000, seed=1, configs=FAST)
+    result = evaluate(run, data, n=1000, seed=1, metrics=PIXEL_METRICS, configs=FAST)
     assert result["n"] == 48 and result["step"] == 2 and result["size"] == [32, 32]  # n capped at the dataset
     assert json.loads((run / "eval.json").read_text()) == result
     m = result["metrics"]

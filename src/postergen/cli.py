@@ -408,13 +408,18 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="measure quality, collapse and copying of a run against its dataset")
-    p.add_argument("run", type=_path, help="run folder")
+    p = sub.add_parser("evaluate", help="measure quality, variety and copying of a run (or of any images) against a dataset")
+    p.add_argument("run", type=_path, nargs="?", default=None, help="run folder (or give --images instead)")
+    p.add_argument("--images", type=_path, default=None,
+                   help="evaluate a folder of PNG/JPEG posters from any generator instead of a run")
     p.add_argument("--data", type=_path, required=True, help="dataset folder (the real posters to compare with)")
     p.add_argument("--n", type=int, default=10000, help="posters generated and real posters compared (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="poster i uses seed+i (default %(default)s)")
     p.add_argument("--metrics", default=None,
-                   help="comma-separated subset of swd,fid,diversity,memorization,genre (default: all)")
+                   help="comma-separated subset of fd,kid,precision,recall,density,coverage,perceptual_diversity,"
+                        "copies,swd,diversity,genre,fid (default: all of them), or memorization (pixel copies)")
+    p.add_argument("--json", type=_path, default=None, dest="json_path",
+                   help="also write every result to this JSON file (likely copies by file name), pictures beside it")
     p.add_argument("--all-checkpoints", action="store_true",
                    help="evaluate every kept checkpoint: one line each in RUN/eval.jsonl (metric vs step)")
     p.add_argument("--inception-weights", type=_path, default=None,
@@ -425,7 +430,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from postergen.config import MAX_SEED
-    from postergen.evaluate import evaluate, format_table
+    from postergen.evaluate import evaluate, evaluate_images, format_table
 
     _limit("--n", args.n, 2, MAX_POSTERS, "posters")
     _limit("--seed", args.seed, 0, MAX_SEED)
@@ -438,11 +443,23 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         why = "a folder, not the weights file" if args.inception_weights.is_dir() else "no such file"
         raise UserError(f"--inception-weights {args.inception_weights}: {why}")
     _check_device(args.device)
-    if args.run.is_dir():
-        _check_output(args.run, folder=True)  # eval.json is written there at the end
-    result = evaluate(args.run, args.data, n=args.n, seed=args.seed, metrics=metrics,
-                      all_checkpoints=args.all_checkpoints, inception_weights=args.inception_weights,
-                      device=args.device, progress=True, echo=lambda line: print(line, file=sys.stderr))
+    if (args.run is None) == (args.images is None):
+        raise UserError("evaluate takes a run folder or --images DIR, one of the two")
+    if args.images is not None and args.all_checkpoints:
+        raise UserError("--all-checkpoints needs a run folder, not --images")
+    if args.json_path is not None:
+        _check_output(args.json_path, folder=False)
+    echo = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if args.images is not None:
+        result = evaluate_images(args.images, args.data, n=args.n, seed=args.seed, metrics=metrics,
+                                 json_path=args.json_path, inception_weights=args.inception_weights,
+                                 device=args.device, progress=True, echo=echo)
+    else:
+        if args.run.is_dir():
+            _check_output(args.run, folder=True)  # eval.json is written there at the end
+        result = evaluate(args.run, args.data, n=args.n, seed=args.seed, metrics=metrics,
+                          all_checkpoints=args.all_checkpoints, inception_weights=args.inception_weights,
+                          device=args.device, progress=True, json_path=args.json_path, echo=echo)
     print(format_table(result))
 
 

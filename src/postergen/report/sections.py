@@ -39,6 +39,11 @@ REAL_SEED = 0  # picks the real posters shown next to generated ones
 REAL_PER_ROW = 4  # posters per row in the real and generated grids
 EVAL_HINT = "postergen evaluate {run} --data {data}"
 EVAL_BOOKKEEPING = ("step", "n", "seed")  # numbers in eval.jsonl that are not metrics
+# The curves drawn when a line has them (evaluate's headline numbers; per-genre values, quantiles and
+# the rest stay in eval.jsonl): perceptual quality and variety, copying, then the pixel and genre checks.
+EVAL_HEADLINE = ("fd.value", "kid.mean", "precision.value", "recall.value", "density.value", "coverage.value",
+                 "perceptual_diversity.ratio", "copies.likely_copy_share", "swd.mean", "diversity.ratio",
+                 "genre.fake_top1", "fid.fid")
 
 
 @dataclass
@@ -294,8 +299,15 @@ def evaluation(info: RunInfo) -> str:
     return html.section("evaluation", "Evaluation", "".join(parts))
 
 
+def headline(series: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The EVAL_HEADLINE series, in that order, when there are any; else all of them (older eval.jsonl)."""
+    chosen = {f"metrics.{k}": series[f"metrics.{k}"] for k in EVAL_HEADLINE if f"metrics.{k}" in series}
+    return chosen or series
+
+
 def _curves(steps: list[int], series: dict[str, list[float]]) -> str:
-    """Plots of the metrics that change; the constant ones (often the real side) listed in words."""
+    """Plots of the headline metrics that change; the constant ones (often the real side) listed in words."""
+    series = headline(series)
     moving = {k: v for k, v in series.items() if len(steps) < 2 or len(set(v)) > 1}
     still = [f"{k.removeprefix('metrics.')} = {value_text(v[0])}" for k, v in series.items() if k not in moving]
     parts = [html.img(plots.curves_plot(steps, {k.removeprefix("metrics."): v for k, v in moving.items()}),
