@@ -410,7 +410,7 @@ def _run_export(args: argparse.Namespace) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="measure quality, variety and copying of a run (or of any images) against a dataset")
     p.add_argument("run", type=_path, nargs="?", default=None, help="run folder (or give --images instead)")
-    p.add_argument("--images", type=_path, default=None,
+    p.add_argument("--images", type=_path, default=None, metavar="DIR",
                    help="evaluate a folder of PNG/JPEG posters from any generator instead of a run")
     p.add_argument("--data", type=_path, required=True, help="dataset folder (the real posters to compare with)")
     p.add_argument("--n", type=int, default=10000, help="posters generated and real posters compared (default %(default)s)")
@@ -418,7 +418,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default=None,
                    help="comma-separated subset of fd,kid,precision,recall,density,coverage,perceptual_diversity,"
                         "copies,swd,diversity,genre,fid (default: all of them), or memorization (pixel copies)")
-    p.add_argument("--json", type=_path, default=None, dest="json_path",
+    p.add_argument("--json", type=_path, default=None, dest="json_path", metavar="PATH",
                    help="also write every result to this JSON file (likely copies by file name), pictures beside it")
     p.add_argument("--all-checkpoints", action="store_true",
                    help="evaluate every kept checkpoint: one line each in RUN/eval.jsonl (metric vs step)")
