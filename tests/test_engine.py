@@ -165,3 +165,39 @@ def test_the_studio_takes_an_sr_run_by_its_kind_not_its_folder_name(tiny_run, hr
         with urllib.request.urlopen(req) as r:
             body = json.loads(r.read())
         assert body["upscaled"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# 3, 4, 5. Readers dispatch on the kind; the length counts every process; --dry-run --resume tells the truth
+
+@pytest.mark.parametrize("command", [["sample", "-o", "OUT"], ["export", "-o", "OUT/g.safetensors"],
+                                     ["evaluate", "--data", "DATA", "--n", "4"], ["report"]])
+def test_gan_readers_refuse_an_sr_run_in_one_line(hr_dataset, tmp_path, cli, command):
+    train_sr(hr_dataset, tmp_path / "sr", tiny_sr())
+    args = [str(a).replace("OUT", str(tmp_path / "out")).replace("DATA", str(hr_dataset)) for a in command]
+    code, _, err = cli(args[0], tmp_path / "sr", *args[1:])
+    errors = [line for line in err.splitlines() if line.startswith("postergen")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "is a sr run (edsr)" in errors[0] and "upscale" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_epochs_and_kimg_count_every_process(tiny_dataset, tmp_path, cli, monkeypatch):
+    import json
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: the global batch is 2 x 8
+    code, out, _ = cli("train", tiny_dataset, "-o", tmp_path / "run", "--batch", 8, "--epochs", 1, "--dry-run")
+    assert code == 0 and json.loads(out)["train"]["steps"] == 3  # 48 posters / 16 a step
+    code, out, _ = cli("train", tiny_dataset, "-o", tmp_path / "run", "--batch", 8, "--kimg", 0.064, "--dry-run")
+    assert code == 0 and json.loads(out)["train"]["steps"] == 4  # 64 images / 16 a step
+
+
+def test_dry_run_resume_prints_the_runs_own_configuration(tiny_run, tiny_dataset, tmp_path, cli):
+    import json
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--resume", "--steps", 9, "--dry-run")
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["train"]["ngf"] == 8 and printed["train"]["steps"] == 9  # the run's width, the new length
+    assert load_checkpoint(tmp_path / "run")["step"] == 2  # nothing ran

@@ -206,8 +206,9 @@ def test_cli_train_help_and_errors(cli, tiny_dataset: Path, tmp_path: Path):
     assert code == 2 and "fewer than one batch" in err
     code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--preset", "seed", "--epochs", "2",
                          "--dry-run")
-    assert code == 0 and json.loads(out)["steps"] == 2  # 48 posters < one batch of 128: one step per epoch
-    assert json.loads(out)["loss"] == "bce"
+    printed = json.loads(out)  # the config.json this run would write
+    assert code == 0 and printed["train"]["steps"] == 2  # 48 posters < one batch of 128: one step per epoch
+    assert printed["train"]["loss"] == "bce" and printed["kind"] == "gan" and printed["model"]["d_norm"] == "batch"
 
 
 def test_train_help_shows_each_default_once(capsys):

@@ -274,24 +274,31 @@ def _run_train(args: argparse.Namespace) -> int:
     _check_output(args.out, folder=True)
     ds = open_dataset(args.dataset)
     _check_gan_size(ds)
+    from postergen.engine.checkpoint import load_latest
+    from postergen.engine.gan import resolve, train
+
+    start = load_latest(args.out) if args.resume else None  # a resumed run keeps its own settings
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes under torchrun: the global batch is batch x world
     if args.epochs is not None or args.kimg is not None:
-        given["steps"] = _length_in_steps(args.epochs, args.kimg, cfg.batch, len(ds))
+        batch = start["config"]["train"]["batch"] if start else cfg.batch
+        given["steps"] = _length_in_steps(args.epochs, args.kimg, batch * world, len(ds))
         cfg = dataclasses.replace(cfg, steps=given["steps"])
-    if _checked_or_printed(cfg, check, args.dry_run):
+    changed = set(given) | ({"preset"} if args.preset != "stable" else set())
+    if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
+        import json
+
+        print(json.dumps(resolve(ds, args.out, cfg, changed, start)[1], indent=1))
         return 0
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes under torchrun
     if not args.resume and len(ds) < cfg.batch * world:  # a resumed run keeps its own batch
         per = f" ({world} processes x --batch {cfg.batch})" if world > 1 else ""
         raise UserError(f"{ds.path}: {len(ds)} posters is fewer than one batch of {cfg.batch * world} images{per}; "
                         "give a smaller --batch")
-    from postergen.engine.gan import train
 
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
     say = (lambda *a, **k: None) if quiet else print
     say(f"train {args.out}: preset {cfg.preset}, {W}x{H} px, {len(ds)} posters, "
           f"{len(ds.genres) if cfg.conditional else 0} genres, {cfg.steps} steps of {cfg.batch}")
-    changed = set(given) | ({"preset"} if args.preset != "stable" else set())
     summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say)
     if summary["interrupted"]:
         say(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
@@ -304,18 +311,17 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _length_in_steps(epochs: float | None, kimg: float | None, batch: int, posters: int) -> int:
-    """--epochs (passes over the posters) or --kimg (thousands of images shown to D) -> training steps."""
-    import math
-
+def _length_in_steps(epochs: float | None, kimg: float | None, images_per_step: int, posters: int) -> int:
+    """--epochs (passes over the posters) or --kimg (thousands of images shown to D) -> training steps;
+    images_per_step is the global batch (batch x processes)."""
     from postergen.config import MAX_STEPS
+    from postergen.engine.run import steps_for
 
-    per_epoch = max(1, posters // batch)
-    steps = max(1, math.ceil(epochs * per_epoch if epochs is not None else kimg * 1000 / batch))
-    if steps > MAX_STEPS:
-        given = f"--epochs {epochs:g}" if epochs is not None else f"--kimg {kimg:g}"
-        raise UserError(f"{given} is more than {MAX_STEPS} steps of {batch} images, the most a run takes")
-    return steps
+    unit, value = ("epochs", epochs) if epochs is not None else ("kimg", kimg)
+    if value * (max(1, posters // images_per_step) if unit == "epochs" else 1000 / images_per_step) > MAX_STEPS:
+        raise UserError(f"--{unit} {value:g} is more than {MAX_STEPS} steps of {images_per_step} images, "
+                        "the most a run takes")
+    return steps_for(unit, value, images_per_step, posters)
 
 
 def _check_gan_size(ds) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 
 from postergen import __version__
-from postergen.errors import UserError
-from postergen.models.dcgan import Generator, ModelConfig
 from postergen.engine.checkpoint import load_checkpoint
+from postergen.engine.run import check_kind
+from postergen.errors import UserError
+from postergen.models import registry
+from postergen.models.dcgan import Generator, ModelConfig
 
 ARCHS = ("postergen", "dcgan-tutorial")
 
@@ -81,9 +83,10 @@ def load_generator(path: Path, ema: bool = True, arch: str = "postergen",
         state, config = _safetensors(path)
     else:
         ckpt = load_checkpoint(path)
+        check_kind(ckpt["config"], "gan", path, "drawing posters")
         config = {**ckpt["config"], "step": ckpt["step"], "source": str(path)}
         state = ckpt["G_ema"] if ema and ckpt.get("G_ema") is not None else ckpt["G"]
-    G = Generator(ModelConfig(**config["model"]))
+    G = registry.generator(config)
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
@@ -98,7 +101,8 @@ def export(run: Path, out: Path, ema: bool = True) -> dict:
     from postergen.files import write_atomic
 
     G, config = load_generator(run, ema=ema)
-    meta = {"model": config["model"], "genres": config["genres"], "step": config["step"],
+    meta = {"kind": "gan", "arch": config.get("arch", "dcgan"), "model": config["model"],
+            "genres": config["genres"], "step": config["step"],
             "ema": ema, "postergen": __version__, "run": str(Path(run).resolve())}
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in G.state_dict().items()}
