@@ -201,3 +201,20 @@ def test_dry_run_resume_prints_the_runs_own_configuration(tiny_run, tiny_dataset
     printed = json.loads(out)
     assert printed["train"]["ngf"] == 8 and printed["train"]["steps"] == 9  # the run's width, the new length
     assert load_checkpoint(tmp_path / "run")["step"] == 2  # nothing ran
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. One source of truth for every model option and its default
+
+def test_model_options_have_one_default_and_doc():
+    import dataclasses
+
+    from postergen.config import MODEL_OPTIONS, ModelConfig, TrainConfig
+
+    model = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    train = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(MODEL_OPTIONS) == {"z_dim", "ngf", "ndf", "max_channels", "genre_dim", "d_norm", "spectral_norm",
+                                  "minibatch_std"}
+    for name in MODEL_OPTIONS:
+        assert (train[name].default, train[name].metadata["doc"]) == (model[name].default, model[name].metadata["doc"])
+    assert TrainConfig().model_config(64, 64, 0) == ModelConfig()  # the stable preset's model is the default model

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from postergen.config import SEED_MODEL
 from postergen.models.dcgan import (
     Discriminator,
     Generator,
@@ -107,8 +108,11 @@ def multi_hot(batch: int, n_genres: int, seed: int = 0) -> torch.Tensor:
 
 
 # --- the tutorial, exactly --------------------------------------------------------------------
+TUTORIAL = ModelConfig(**SEED_MODEL)  # 64 px, unconditional, the seed preset's D: the tutorial's networks
+
+
 def test_tutorial_parameter_counts():
-    G, D = Generator(ModelConfig()), Discriminator(ModelConfig())
+    G, D = Generator(TUTORIAL), Discriminator(TUTORIAL)
     assert count_params(G) == 3_576_704
     assert count_params(D) == 2_765_568
     assert count_params(G) == count_params(TutorialGenerator(0))
@@ -121,7 +125,7 @@ def test_tutorial_generator_state_dict_loads_and_matches():
     ref.apply(weights_init)
     with torch.no_grad():  # populate BatchNorm running stats so the buffers are non-trivial too
         ref(torch.randn(4, nz, 1, 1))
-    G = Generator(ModelConfig())
+    G = Generator(TUTORIAL)
     G.load_state_dict(ref.state_dict(), strict=True)
     z = torch.randn(2, nz, 1, 1)
     for train in (False, True):  # eval first: train-mode calls update the running stats
@@ -137,7 +141,7 @@ def test_tutorial_discriminator_state_dict_loads_and_matches():
     torch.manual_seed(0)
     ref = TutorialDiscriminator(0).eval()
     ref.apply(weights_init)
-    D = Discriminator(ModelConfig()).eval()
+    D = Discriminator(TUTORIAL).eval()
     D.load_state_dict(ref.state_dict(), strict=True)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
@@ -168,7 +172,7 @@ def test_poster_aspect_64_wide_is_96_by_64():
 
 
 def test_max_channels_caps_every_layer():
-    cfg = ModelConfig(width=256, height=256, ngf=64, ndf=64, max_channels=128)
+    cfg = ModelConfig(width=256, height=256, ngf=64, ndf=64, max_channels=128, **SEED_MODEL)  # no mbstd channel
     G, D = Generator(cfg), Discriminator(cfg)
     convs = [m for m in [*G.modules(), *D.modules()] if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert all(c.out_channels <= 128 for c in convs)
@@ -276,7 +280,7 @@ def test_spectral_norm_is_right_after_init():
 # --- init and config --------------------------------------------------------------------------
 def test_init_statistics():
     torch.manual_seed(0)
-    G, D = build_models(ModelConfig(ngf=32, ndf=32))
+    G, D = build_models(ModelConfig(ngf=32, ndf=32, **SEED_MODEL))
     for w in (G.main[3].weight, D.main[5].weight):
         assert abs(w.std().item() - 0.02) < 0.002
         assert abs(w.mean().item()) < 0.002

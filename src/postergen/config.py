@@ -10,8 +10,6 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from postergen.models.dcgan import ModelConfig
-
 # Limits of the options, far beyond any sensible value: they turn a typo (an extra zero, a pasted
 # number) into a one-line error instead of an out-of-memory crash or an overflow deep in torch.
 MAX_STEPS = 100_000_000  # training steps, and the *-every intervals
@@ -22,6 +20,7 @@ MAX_KEEP = 10_000  # checkpoints kept
 MAX_SEED = 2**32 - 1  # the seed range of numpy and most tools
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
+AUGMENT_POLICIES = ("color", "translation", "cutout")  # DiffAugment's; engine/augment.py implements each
 
 
 def doc_field(default, doc: str):
@@ -30,6 +29,65 @@ def doc_field(default, doc: str):
 
 
 _f = doc_field
+
+D_NORMS = ("batch", "none")
+MIN_WIDTH, MAX_WIDTH = 32, 256
+# Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
+WIDTHS = tuple(2**k for k in range(MIN_WIDTH.bit_length() - 1, MAX_WIDTH.bit_length()))  # 32 ... 256
+SEED_MODEL = dict(d_norm="batch", spectral_norm=False, minibatch_std=False)  # the tutorial's netD
+
+
+@dataclass
+class ModelConfig:
+    """Shape and options of the DCGAN family's G and D (arch "dcgan"); one default per field, the
+    stable preset's. TrainConfig takes its model options' defaults and docs from here."""
+
+    height: int = _f(64, "output height in pixels; == width (square) or 1.5 * width (2:3 posters)")
+    width: int = _f(64, "output width in pixels, a power of two in 32..256")
+    z_dim: int = _f(100, "latent size (the tutorial's nz)")
+    ngf: int = _f(64, "G width at its last hidden layer (the tutorial's ngf); widths double per layer toward z")
+    ndf: int = _f(64, "D width at its first layer (the tutorial's ndf); doubles per stride-2 layer")
+    max_channels: int = _f(512, "cap on any layer's width (the tutorial at 64 px never exceeds 512)")
+    n_genres: int = _f(0, "number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot")
+    genre_dim: int = _f(64, "size of G's genre embedding")
+    d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
+    spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
+    minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
+
+    def __post_init__(self):
+        check_size(self.height, self.width)
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_genres < 0:
+            raise ValueError(f"n_genres must be >= 0, got {self.n_genres}")
+
+    @property
+    def start_hw(self) -> tuple[int, int]:
+        """Spatial size (H, W) of G's first map and D's last: 4x4, or 6x4 for 2:3 posters."""
+        return (4, 4) if self.height == self.width else (6, 4)
+
+    @property
+    def n_scales(self) -> int:
+        """Stride-2 layers between the start map and the image: 3 at 32 px ... 6 at 256 px."""
+        return int(math.log2(self.width)) - 2
+
+
+def check_size(height: int, width: int) -> None:
+    """The one rule for the image sizes G and D support (ValueError otherwise): a width in WIDTHS,
+    and a square or 2:3 (W x H = w x 1.5w) shape."""
+    if width not in WIDTHS:
+        raise ValueError(f"width must be a power of two in {MIN_WIDTH}..{MAX_WIDTH} px, got {width} px")
+    if height != width and 2 * height != 3 * width:
+        raise ValueError(f"height must equal width ({width} px) or 1.5 * width ({3 * width // 2} px), got {height} px")
+
+
+def _model(name: str):
+    """A TrainConfig option that sets a ModelConfig field: its default and doc are the model's."""
+    f = ModelConfig.__dataclass_fields__[name]
+    return _f(f.default, f.metadata["doc"])
 
 
 @dataclass
@@ -41,16 +99,16 @@ class TrainConfig:
     steps: int = _f(3000, "training steps; one step = one D update and one G update")
     batch: int = _f(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
-    z_dim: int = _f(100, "latent size")
-    ngf: int = _f(64, "G width at its last hidden layer (widths double per layer toward the input)")
-    ndf: int = _f(64, "D width at its first layer")
-    max_channels: int = _f(512, "cap on any layer's width")
+    z_dim: int = _model("z_dim")
+    ngf: int = _model("ngf")
+    ndf: int = _model("ndf")
+    max_channels: int = _model("max_channels")
     conditional: bool = _f(True, "condition on genres when the dataset has them")
-    genre_dim: int = _f(64, "size of G's genre embedding")
+    genre_dim: int = _model("genre_dim")
     label_dropout: float = _f(0.1, "share of samples trained without genres, so sampling without genres works")
-    d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
-    spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
-    minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
+    d_norm: str = _model("d_norm")
+    spectral_norm: bool = _model("spectral_norm")
+    minibatch_std: bool = _model("minibatch_std")
     # loss and optimisation
     loss: str = _f("hinge", "adversarial loss: bce (the seed) or hinge")
     lr_g: float = _f(2e-4, "G learning rate (Adam)")
@@ -80,20 +138,20 @@ class TrainConfig:
     tensorboard: bool = _f(True, "also write TensorBoard scalars and images if tensorboard is installed")
 
     def model_config(self, height: int, width: int, n_genres: int) -> ModelConfig:
-        return ModelConfig(
-            height=height, width=width, z_dim=self.z_dim, ngf=self.ngf, ndf=self.ndf,
-            max_channels=self.max_channels, n_genres=n_genres if self.conditional else 0,
-            genre_dim=self.genre_dim, d_norm=self.d_norm, spectral_norm=self.spectral_norm,
-            minibatch_std=self.minibatch_std,
-        )
+        """The model this training builds: the options named like ModelConfig fields, plus the data's shape."""
+        options = {k: getattr(self, k) for k in MODEL_OPTIONS}
+        return ModelConfig(height=height, width=width, n_genres=n_genres if self.conditional else 0, **options)
 
+
+# TrainConfig options that are ModelConfig fields (the rest of ModelConfig comes from the data).
+MODEL_OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name in ModelConfig.__dataclass_fields__]
 
 # The seed: PyTorch's DCGAN tutorial as the student team ran it (64 px, batch 128, Adam 2e-4
 # beta1 0.5, BCE, one D update per G update, BatchNorm D, no conditioning, no tricks).
 PRESETS: dict[str, dict] = {
     "stable": {},
     "seed": dict(
-        batch=128, conditional=False, d_norm="batch", spectral_norm=False, minibatch_std=False,
+        batch=128, conditional=False, **SEED_MODEL,
         loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, r1_gamma=0.0, ema_kimg=0.0, augment="",
     ),
 }
@@ -160,15 +218,13 @@ def check_choice(option: str, value: str, choices) -> None:
 
 def check_augment(policy: str) -> None:
     """'' (no augmentation) or comma-separated DiffAugment policies; blank or unknown names are errors."""
-    from postergen.engine.augment import AUGMENTS
-
     if policy == "":
         return
     names = [p.strip() for p in policy.split(",")]
-    choose = f"give a comma-separated list of {', '.join(AUGMENTS)}, or '' for none"
+    choose = f"give a comma-separated list of {', '.join(AUGMENT_POLICIES)}, or '' for none"
     if not all(names):
         raise ValueError(f"--augment {policy!r} has an empty policy name; {choose}")
-    unknown = [n for n in names if n not in AUGMENTS]
+    unknown = [n for n in names if n not in AUGMENT_POLICIES]
     if unknown:
         raise ValueError(f"--augment {policy!r}: unknown policy {', '.join(unknown)}; {choose}")
 

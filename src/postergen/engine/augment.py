@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from postergen.config import AUGMENT_POLICIES
+
 TRANSLATION_RATIO = 1 / 8  # max shift as a fraction of the image side
 CUTOUT_RATIO = 1 / 2  # cutout square side as a fraction of the image side
 
@@ -65,11 +67,11 @@ def rand_cutout(x: torch.Tensor, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
     return x * (~inside).to(x.dtype)[:, None]  # mask (B, 1, H, W)
 
 
-AUGMENTS = {
-    "color": [rand_brightness, rand_saturation, rand_contrast],
-    "translation": [rand_translation],
-    "cutout": [rand_cutout],
-}
+AUGMENTS = dict(zip(AUGMENT_POLICIES, (  # in config's order: the CLI checks names against that list
+    [rand_brightness, rand_saturation, rand_contrast],  # color
+    [rand_translation],  # translation
+    [rand_cutout],  # cutout
+), strict=True))
 
 
 def parse_policy(policy: str) -> list[str]:

@@ -1,74 +1,25 @@
 """DCGAN generator and discriminator for movie posters, square or 2:3, optionally genre-conditional.
 
-At 64x64 unconditional with the defaults both networks are layer-for-layer the PyTorch DCGAN
-tutorial's `netG` / `netD` (same `main.<i>` indices), so the tutorial's state_dicts load strictly.
+At 64x64 unconditional with the seed preset's D options (config.SEED_MODEL: BatchNorm, no spectral
+norm, no minibatch std) both networks are layer-for-layer the PyTorch DCGAN tutorial's `netG` /
+`netD` (same `main.<i>` indices), so the tutorial's state_dicts load strictly. The config
+(ModelConfig, its sizes and check_size) lives in config.py, with the other configurations.
 Other sizes add or drop stride-2 layers; 2:3 posters start from a 6x4 map instead of 4x4.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-D_NORMS = ("batch", "none")
-MIN_WIDTH, MAX_WIDTH = 32, 256
-# Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
-WIDTHS = tuple(2**k for k in range(MIN_WIDTH.bit_length() - 1, MAX_WIDTH.bit_length()))  # 32 ... 256
+from postergen.config import D_NORMS, MAX_WIDTH, MIN_WIDTH, WIDTHS, ModelConfig, check_size  # noqa: F401 (its config)
+
 INIT_STD = 0.02  # the DCGAN paper's N(0, 0.02) weight init
 LEAKY_SLOPE = 0.2  # the DCGAN paper's LeakyReLU slope in D
 MBSTD_GROUP = 4  # samples per minibatch-std group (ProGAN / StyleGAN default)
 SN_INIT_ITERS = 15  # power iterations after re-initialising a spectral-normed weight (torch's own count)
-
-
-@dataclass
-class ModelConfig:
-    """Shape and options of G and D; one default per field."""
-
-    height: int = 64  # output height in pixels; == width (square) or 1.5 * width (2:3 posters)
-    width: int = 64  # output width in pixels, a power of two in 32..256
-    z_dim: int = 100  # latent size (the tutorial's nz)
-    ngf: int = 64  # G channels at its last hidden layer (the tutorial's ngf); doubles per layer towards z
-    ndf: int = 64  # D channels at its first layer (the tutorial's ndf); doubles per stride-2 layer
-    max_channels: int = 512  # cap on any layer's channel count (the tutorial at 64 px never exceeds 512)
-    n_genres: int = 0  # number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot
-    genre_dim: int = 64  # size of G's learned genre embedding (unused when n_genres == 0)
-    d_norm: str = "batch"  # D normalisation: "batch" (the tutorial) or "none"
-    spectral_norm: bool = False  # spectral norm on every conv/linear of D
-    minibatch_std: bool = False  # append a minibatch standard-deviation channel before D's last conv
-
-    def __post_init__(self):
-        check_size(self.height, self.width)
-        if self.d_norm not in D_NORMS:
-            raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
-        for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_genres < 0:
-            raise ValueError(f"n_genres must be >= 0, got {self.n_genres}")
-
-    @property
-    def start_hw(self) -> tuple[int, int]:
-        """Spatial size (H, W) of G's first map and D's last: 4x4, or 6x4 for 2:3 posters."""
-        return (4, 4) if self.height == self.width else (6, 4)
-
-    @property
-    def n_scales(self) -> int:
-        """Stride-2 layers between the start map and the image: 3 at 32 px ... 6 at 256 px."""
-        return int(math.log2(self.width)) - 2
-
-
-def check_size(height: int, width: int) -> None:
-    """The one rule for the image sizes G and D support (ValueError otherwise): a width in WIDTHS,
-    and a square or 2:3 (W x H = w x 1.5w) shape."""
-    if width not in WIDTHS:
-        raise ValueError(f"width must be a power of two in {MIN_WIDTH}..{MAX_WIDTH} px, got {width} px")
-    if height != width and 2 * height != 3 * width:
-        raise ValueError(f"height must equal width ({width} px) or 1.5 * width ({3 * width // 2} px), got {height} px")
 
 
 def _check_genres(genres: torch.Tensor | None, batch: int, n_genres: int) -> None:
