@@ -15,7 +15,7 @@ import torch
 
 from postergen.models.dcgan import ModelConfig, build_models
 from postergen.provenance import png_info
-from postergen.sample import PngWriter, noise
+from postergen.draw import PngWriter, noise
 from postergen.draw import render
 from postergen.engine.runtime import pick_device
 

@@ -5,7 +5,7 @@
 
 Both are scored by multi-scale SWD (postergen.metrics.swd, x10^3 per level and mean) against the same
 N real 256 px posters, drawn at random (seeded) from the 256 px dataset. Generated posters use seeds
-0..N-1 (postergen.sample.noise) and EMA weights; conditional GANs get the genre vectors (multi-hot)
+0..N-1 (postergen.draw.noise) and EMA weights; conditional GANs get the genre vectors (multi-hot)
 of those same N real posters, so both methods and the real set share one genre mix.
 Two reference rows put the numbers in context (skip them with --no-baselines):
   - real 64 px posters (the same N, from --data64) enlarged x4 by the SR network: the best A can do
@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from postergen.data.dataset import open_dataset
 from postergen.metrics.swd import SWDConfig, swd
-from postergen.sample import noise
+from postergen.draw import noise
 from postergen.draw import render
 from postergen.upscale import load_upscaler, upscale_images
 from postergen.weights import load_generator

@@ -93,7 +93,7 @@ def test_tutorial_state_dict_loads_and_samples(cli, tmp_path: Path):
 
 
 def test_truncation_bounds_latents_and_is_seeded():
-    from postergen.sample import noise
+    from postergen.draw import noise
 
     z = noise([1, 2, 3], 100, truncation=0.5)
     assert z.abs().max() <= 0.5 and torch_equal(z, noise([1, 2, 3], 100, truncation=0.5))
@@ -117,7 +117,7 @@ def test_interpolation_animation_and_strip(cli, tiny_run: Path, tmp_path: Path):
 
 
 def test_png_writer_writes_everything_and_reports_failures(tmp_path: Path):
-    from postergen.sample import PngWriter
+    from postergen.draw import PngWriter
 
     images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
     with PngWriter(threads=2) as writer:

@@ -28,7 +28,8 @@ from postergen.metrics import MetricInputs, get_metric
 from postergen.metrics.copies import save_histogram
 from postergen.metrics.memorization import save_pairs
 from postergen.metrics.perceptual import PerceptualConfig
-from postergen.sample import load_generator, noise
+from postergen.draw import noise
+from postergen.weights import load_generator
 from postergen.engine.checkpoint import step_files
 from postergen.draw import render
 from postergen.engine.runtime import pick_device

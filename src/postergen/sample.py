@@ -1,102 +1,20 @@
-"""Checkpoint + seeds + genres -> posters, grids and interpolations.
-
-Each poster is reproducible from its own seed: the latent of seed s depends on s only, not on
-how many posters are drawn or in which order.
-"""
+"""`postergen sample`: checkpoint + seeds + genres -> poster files, grids and interpolations; the
+drawing itself (latents per seed, genres, renders, PNG writers) is draw.py's."""
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from postergen.errors import UserError
 from postergen.files import save_image
 from postergen.provenance import png_info
-from postergen.draw import render, save_grid
+from postergen.draw import PngWriter, condition, genre_vectors, noise, render, save_grid, walk
 from postergen.engine.runtime import pick_device
 from postergen.upscale import cached_upscaler, maybe_upscale
-from postergen.weights import load_generator  # noqa: F401  (re-exported: the one loader for G)
-
-
-def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, torch.Tensor | None]]:
-    """['horror', 'action+comedy'] -> [(label, multi-hot)]; None -> every genre, or one unconditional row."""
-    if not known:
-        if names:
-            raise UserError("this model was trained without genres; drop --genre")
-        return [("all", None)]
-    rows = []
-    for spec in names or known:
-        want = [g.strip().lower() for g in spec.split("+") if g.strip()]
-        unknown = [g for g in want if g not in known]
-        if unknown:
-            raise UserError(f"unknown genre {', '.join(unknown)}; known: {', '.join(known)}")
-        vec = torch.zeros(len(known))
-        vec[[known.index(g) for g in want]] = 1
-        rows.append(("+".join(want), vec))
-    return rows
-
-
-UNCONDITIONED = "all"  # the label of posters drawn without genres
-
-
-def condition(genres: list[str], known: list[str]) -> tuple[str, torch.Tensor | None]:
-    """['action', 'comedy'] -> ('action+comedy', one multi-hot vector). No genres: the zero vector
-    that label dropout trained a conditional G on, or None for an unconditional one."""
-    names = list(dict.fromkeys(g.strip().lower() for spec in genres for g in spec.split("+") if g.strip()))
-    if not names:
-        return UNCONDITIONED, torch.zeros(len(known)) if known else None
-    return genre_vectors(["+".join(names)], known)[0]
-
-
-def noise(seeds: list[int], z_dim: int, truncation: float | None = None) -> torch.Tensor:
-    """One latent per seed from its own generator. Truncation redraws entries with |z| > t
-    (the truncation trick: less variety, fewer broken samples)."""
-    out = []
-    for s in seeds:
-        gen = torch.Generator().manual_seed(s)
-        z = torch.randn(z_dim, generator=gen)
-        if truncation is not None:
-            for _ in range(100):  # P(|z| > t) < 1 for t > 0, so this ends; the cap is a safety net
-                bad = z.abs() > truncation
-                if not bad.any():
-                    break
-                z[bad] = torch.randn(int(bad.sum()), generator=gen)
-            z = z.clamp(-truncation, truncation)
-        out.append(z)
-    return torch.stack(out)  # (N, z_dim)
-
-
-class PngWriter:
-    """Writes uint8 (3, H, W) images as PNGs on background threads while G renders the next batch.
-
-    PNG encoding (zlib) releases the GIL, so it scales with the cores; leaving the `with` block
-    waits for every file and raises the first error.
-    """
-
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or min(8, os.cpu_count() or 1)
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="png")
-        self.pending: list[Future] = []
-
-    def put(self, img: torch.Tensor, path: Path, pnginfo=None) -> None:
-        # atomic, and a disk error names the file (PIL's own write errors name none)
-        self.pending.append(self.pool.submit(
-            lambda: save_image(Image.fromarray(img.permute(1, 2, 0).numpy()), path, pnginfo=pnginfo)))
-
-    def __enter__(self) -> "PngWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            for future in self.pending:
-                future.result()
-        finally:
-            self.pool.shutdown(cancel_futures=True)
+from postergen.weights import load_generator
 
 
 def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] | None = None,
@@ -127,22 +45,6 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
         per_row = n if len(rows) > 1 or n <= 8 else 8
         save_grid(torch.cat(images), per_row, grid_path, png_info(source, step, seed, ",".join(r[0] for r in rows)))
     return {"step": config.get("step"), "rows": [r[0] for r in rows], "files": written, "grid": grid_path}
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation: stays at the typical norm of Gaussian latents, unlike a straight line."""
-    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
-    if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-def walk(seeds: tuple[int, int], z_dim: int, frames: int,
-         truncation: float | None = None) -> tuple[list[float], torch.Tensor]:
-    """Positions t in [0, 1] and latents (frames, z_dim) along the slerp from seed a to seed b."""
-    za, zb = noise(list(seeds), z_dim, truncation)
-    ts = [i / max(frames - 1, 1) for i in range(frames)]
-    return ts, torch.stack([slerp(za, zb, t) for t in ts])
 
 
 def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,

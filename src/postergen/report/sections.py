@@ -24,7 +24,8 @@ from postergen.engine import plots
 from postergen.engine.run import check_kind
 from postergen.report import figures, html
 from postergen.engine.diagnose import Finding, diagnose
-from postergen.sample import genre_vectors, load_generator, noise
+from postergen.draw import genre_vectors, noise
+from postergen.weights import load_generator
 from postergen.draw import render
 from postergen.engine.monitor import read_metrics
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from postergen.errors import UserError
 from postergen.provenance import png_info
-from postergen.sample import condition, noise, walk
+from postergen.draw import condition, noise, walk
 from postergen.draw import render
 from postergen.web import runs as run_folders
 from postergen.web.runs import NotFound, Unavailable
