@@ -235,3 +235,14 @@ def test_serve_on_an_unreadable_root(cli, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "iterdir", refuse)
     err = serve_error(cli, root)
     assert "locked" in err and "Permission denied" in err
+
+
+def test_cli_allowed_host_reaches_the_server(cli, tmp_path, monkeypatch):
+    import postergen.web.app as app
+
+    seen = {}
+    monkeypatch.setattr(app, "serve", lambda root, host, port, device, allowed_hosts=(): seen.update(names=allowed_hosts))
+    assert cli("serve", tmp_path, "--allowed-host", "studio.lan", "--allowed-host", "box")[0] == 0
+    assert seen["names"] == ["studio.lan", "box"]
+    code, _, err = cli("serve", tmp_path, "--allowed-host", " ")
+    assert code == 2 and "--allowed-host is empty" in err

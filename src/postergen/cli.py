@@ -545,8 +545,11 @@ def _run_upscale(args: argparse.Namespace) -> None:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="a local web studio: generate, browse and download posters")
     p.add_argument("root", type=_path,
-                   help="a run folder, or a folder of runs (an sr/ folder beside them enables upscaling)")
+                   help="a run folder, or a folder of runs (a super-resolution run among or beside them enables upscaling)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another name in the Host header to answer to, e.g. this machine's name on your network "
+                        "(repeatable; requests for other names are refused: DNS-rebinding defence)")
     p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default %(default)s)")
     p.set_defaults(func=_run_serve)
@@ -558,7 +561,10 @@ def _run_serve(args: argparse.Namespace) -> None:
     except ImportError as e:
         raise UserError(f"the studio needs its extras ({e.name} is missing): pip install 'postergen[web]'") from None
     _check_device(args.device)
-    serve(args.root, args.host, args.port, args.device)
+    names = [n.strip() for n in args.allowed_host]
+    if not all(names):
+        raise UserError("--allowed-host is empty; give a host name such as studio.local")
+    serve(args.root, args.host, args.port, args.device, allowed_hosts=names)
 
 
 def build_parser() -> argparse.ArgumentParser:
