@@ -295,7 +295,7 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tiny_ds, tmp_path, secon
     try:
         _wait_for_lock(run, first)
         command, flag = second
-        extra = ["--patch", 4, "--batch", 2] if command == "train-sr" else []
+        extra = ["--patch", 4, "--batch", 2] if command == "train-sr" else TINY
         r = _run(command, tiny_ds, "-o", run, flag, *extra)
         assert r.returncode == 2, r.stderr
         assert f"in use by another postergen process (pid {first.pid})" in r.stderr
