@@ -29,6 +29,7 @@ class FDConfig:
 class KIDConfig:
     subsets: int = 100  # random subsets averaged (torch-fidelity's default)
     subset_size: int = 1000  # posters per subset from each set; capped at the smaller set
+    subsets_per_genre: int = 10  # random subsets per genre (each costs as much as one overall subset)
     min_per_genre: int = 50  # genres with fewer posters on either side get no per-genre KID
 
 
@@ -48,6 +49,6 @@ def fd_metric(inputs: MetricInputs, cfg: FDConfig) -> dict:
 def kid_metric(inputs: MetricInputs, cfg: KIDConfig) -> dict:
     real, fake = set_features(inputs)
     out = kernel_inception_distance(real, fake, cfg.subsets, cfg.subset_size, inputs.seed)
-    per_genre = {g: kernel_inception_distance(r, f, cfg.subsets, cfg.subset_size, inputs.seed)
+    per_genre = {g: kernel_inception_distance(r, f, cfg.subsets_per_genre, cfg.subset_size, inputs.seed)
                  for g, r, f in genre_subsets(inputs, real, fake, cfg.min_per_genre)}
     return {**out, "per_genre": per_genre} if per_genre else out
