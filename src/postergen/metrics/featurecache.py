@@ -28,12 +28,19 @@ def cache_path(ds: PosterDataset, cfg: PerceptualConfig) -> Path:
     return ds.path / f"features-lite2-{cfg.resolution}.pt"
 
 
+_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> hash: each file is read once per process
+
+
 def file_hash(path: Path, block: int = 1 << 24) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+    stat = Path(path).stat()
+    memo = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _HASHES:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            while chunk := f.read(block):
+                h.update(chunk)
+        _HASHES[memo] = h.hexdigest()
+    return _HASHES[memo]
 
 
 def dataset_key(ds: PosterDataset) -> dict:
