@@ -29,8 +29,8 @@ from postergen.metrics.copies import save_histogram
 from postergen.metrics.memorization import save_pairs
 from postergen.metrics.perceptual import PerceptualConfig
 from postergen.draw import noise
+from postergen.runfolder import RunFolder
 from postergen.weights import load_generator
-from postergen.engine.checkpoint import step_files
 from postergen.draw import render
 from postergen.engine.runtime import pick_device
 
@@ -46,17 +46,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def checkpoints_to_evaluate(run: Path, all_checkpoints: bool) -> list[Path]:
     """The newest checkpoint, or every step checkpoint oldest first; a run without any is a user error."""
-    folder = Path(run) / "checkpoints"
-    if not Path(run).is_dir():
+    folder = RunFolder(run)
+    if not folder.path.is_dir():
         raise UserError(f"{run}: no such run folder")
-    steps = step_files(folder)
+    steps = folder.step_checkpoints()
     if all_checkpoints and steps:
         return [steps[s] for s in sorted(steps)]
-    if (folder / "latest.pt").is_file():
-        return [folder / "latest.pt"]
+    if folder.latest.is_file():
+        return [folder.latest]
     if steps:
         return [steps[max(steps)]]
-    raise UserError(f"{run}: no checkpoints in {folder} (train first)")
+    raise UserError(f"{run}: no checkpoints in {folder.checkpoints} (train first)")
 
 
 def check_compatible(config: dict, ds: PosterDataset, run: Path) -> None:

@@ -17,6 +17,7 @@ from postergen.errors import UserError
 from postergen.files import save_image
 from postergen.models.sr import SRConfig, SRNet, build_sr
 from postergen.provenance import PREFIX
+from postergen.runfolder import RunFolder
 from postergen.weights import brief
 from postergen.engine.checkpoint import load_checkpoint
 from postergen.engine.runtime import pick_device
@@ -73,7 +74,7 @@ def cached_upscaler(sr_path: Path, device: torch.device | str = "cpu") -> SRNet:
 
 def _checkpoint_file(path: Path) -> Path:
     if path.is_dir():
-        return path / "checkpoints" / "latest.pt" if (path / "checkpoints").is_dir() else path / "latest.pt"
+        return RunFolder(path).latest if (path / "checkpoints").is_dir() else path / RunFolder.LATEST
     return path
 
 

@@ -66,6 +66,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postergen import __version__
 from postergen.errors import UserError
+from postergen.runfolder import RunFolder
 from postergen.engine.runtime import pick_device
 from postergen.web import runs as run_folders
 from postergen.web import upscaler as upscalers
@@ -87,7 +88,7 @@ class _Posters(BaseModel):
     """What every request that draws posters shares: which model, which genres, how much truncation."""
     model_config = ConfigDict(extra="forbid")
     run: str | None = Field(None, max_length=255, description="run id from GET /api/runs; may be left out when one run is served")
-    checkpoint: str = Field("latest.pt", max_length=64, description="checkpoint file of the run (GET /api/runs lists them)")
+    checkpoint: str = Field(RunFolder.LATEST, max_length=64, description="checkpoint file of the run (GET /api/runs lists them)")
     genres: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list, max_length=32,
         description="genres combined into one condition; 'action+comedy' also works; empty: unconditioned")

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from postergen.errors import UserError
+from postergen.runfolder import RunFolder
 from postergen.provenance import png_info
 from postergen.draw import condition, noise, walk
 from postergen.draw import render
@@ -146,7 +147,7 @@ class Studio:
             raise Unavailable(self.relative(str(e))) from None
         return run_id, G, {**config, "source": self.shown(path)}  # the posters' provenance names the checkpoint
 
-    def generate(self, run: str | None = None, checkpoint: str = "latest.pt", genres: list[str] = (),
+    def generate(self, run: str | None = None, checkpoint: str = RunFolder.LATEST, genres: list[str] = (),
                  seed: int | None = None, n: int = 8, truncation: float | None = None,
                  upscale: bool = False) -> dict:
         """n posters from seeds seed..seed+n-1 (as `postergen sample`); no seed draws a random first one."""
@@ -172,7 +173,7 @@ class Studio:
             "seconds": round(time.perf_counter() - started, 4),
         }
 
-    def interpolate(self, seeds: list[int], run: str | None = None, checkpoint: str = "latest.pt",
+    def interpolate(self, seeds: list[int], run: str | None = None, checkpoint: str = RunFolder.LATEST,
                     genres: list[str] = (), frames: int = 16, truncation: float | None = None) -> dict:
         """A walk from seeds[0] to seeds[1] along the great circle of the latent sphere (slerp)."""
         run_id, G, config = self._model(run, checkpoint)
