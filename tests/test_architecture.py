@@ -103,3 +103,16 @@ def test_the_checks_catch_what_they_look_for():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     assert layer("postergen.engine.run") > layer("postergen.models.dcgan") > layer("postergen.config")
+
+
+def test_run_folder_paths_are_named_in_one_place():
+    """checkpoints/latest.pt and friends are RunFolder's; other modules ask it instead of joining names."""
+    import re
+
+    joined = re.compile(r"""/\s*["'](checkpoints|latest\.pt|samples|metrics\.jsonl|config\.json)["']""")
+    # files.py sits below runfolder (it recognises run folders made before markers); hub: torch's cache
+    skip = {"postergen.runfolder", "postergen.files"}
+    found = [f"{name}:{i}" for name, path in modules().items() if name not in skip
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             if joined.search(line) and not line.lstrip().startswith("#") and "torch.hub" not in line]
+    assert found == []

@@ -74,7 +74,7 @@ def cached_upscaler(sr_path: Path, device: torch.device | str = "cpu") -> SRNet:
 
 def _checkpoint_file(path: Path) -> Path:
     if path.is_dir():
-        return RunFolder(path).latest if (path / "checkpoints").is_dir() else path / RunFolder.LATEST
+        return RunFolder(path).latest if RunFolder(path).checkpoints.is_dir() else path / RunFolder.LATEST
     return path
 
 

@@ -88,7 +88,7 @@ def load_checkpoint(path: Path) -> dict:
     """Load with weights_only=True on CPU; anything that is not a postergen checkpoint is a UserError."""
     path = Path(path)
     if path.is_dir():
-        path = RunFolder(path).latest if (path / "checkpoints").is_dir() else path / RunFolder.LATEST
+        path = RunFolder(path).latest if RunFolder(path).checkpoints.is_dir() else path / RunFolder.LATEST
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
     try:
