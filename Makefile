@@ -13,7 +13,7 @@ $(BIN)/postergen: pyproject.toml
 
 install: $(BIN)/postergen
 
-# About 8 minutes on 2 CPU cores (as reported in issue 15): 2,000 built-in posters, the stable recipe at half width.
+# About 8 minutes on 2 CPU cores: 2,000 built-in posters, the stable recipe at half width.
 DEMO_TRAIN := --steps 1200 --ngf 32 --ndf 32 --sample-every 200 --checkpoint-every 400
 
 demo: install
