@@ -10,6 +10,7 @@ from pathlib import Path
 
 from postergen import __version__
 from postergen.errors import UserError
+from postergen.files import os_error
 
 # Limits of options that have no config dataclass (the others are in config.py and engine/sr.py).
 MAX_SIZE = 512  # px: prepare --size, the largest an upscaler learns to make (the smallest is the GAN's)
@@ -85,13 +86,6 @@ def _gan_widths() -> str:
     from postergen.models.dcgan import WIDTHS
 
     return f"{', '.join(map(str, WIDTHS[:-1]))} or {WIDTHS[-1]}"
-
-
-def _os_error(e: OSError) -> str:
-    """'PATH: cause': for a rename or link the destination (filename2), which is the user's path."""
-    where = e.filename2 if e.filename2 is not None else e.filename
-    cause = e.strerror or str(e) or type(e).__name__
-    return f"{where}: {cause}" if where is not None else cause
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -585,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"postergen {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, read-only folder, no permission, a file where a folder belongs, ...
-        print(f"postergen {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        print(f"postergen {args.command}: error: {os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"postergen {args.command}: interrupted", file=sys.stderr)

@@ -149,7 +149,8 @@ def check_apart(out: Path, sources: list[Path], what: str = "source") -> None:
 
 
 def os_error(e: OSError, path: Path | str | None = None) -> str:
-    """'PATH: cause' for an OSError, e.g. 'data/images.npy: No space left on device'."""
-    where = e.filename if e.filename is not None else path
+    """'PATH: cause' for an OSError, e.g. 'data/images.npy: No space left on device'. For a rename or
+    link PATH is the destination (filename2), the user's path rather than a temporary one."""
+    where = next((w for w in (e.filename2, e.filename, path) if w is not None), None)
     cause = e.strerror or str(e) or type(e).__name__
     return f"{where}: {cause}" if where is not None else cause

@@ -115,10 +115,3 @@ def load_latest(run: Path) -> dict:
     if not latest.is_file():
         raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
     return load_checkpoint(latest)
-
-
-def check_unchanged(cfg, saved: dict, names: set[str]) -> None:
-    """--resume keeps a run's settings: any of `names` given with a different value is an error."""
-    fixed = sorted(k.replace("_", "-") for k in names if getattr(cfg, k) != saved[k])
-    if fixed:
-        raise UserError(f"--resume keeps the run's settings; cannot change --{', --'.join(fixed)}")
