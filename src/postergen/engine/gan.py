@@ -78,7 +78,7 @@ def fingerprint(modules: list[nn.Module | None]) -> float:
 
 def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset) -> dict:
     """What config.json and every checkpoint hold: enough to rebuild the models."""
-    return {"postergen": __version__, "kind": "gan", "arch": "dcgan", "train": dataclasses.asdict(cfg),
+    return {"postergen": __version__, "kind": "gan", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
             "model": dataclasses.asdict(model_cfg), "genres": genres,
             "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}}
 

@@ -14,7 +14,24 @@ from typing import Any, Callable
 from torch import nn
 
 from postergen.errors import UserError
-from postergen.models import dcgan, sr
+from postergen.models import dcgan, fastgan, sr
+from postergen.models.projected import ProjectedDiscriminator
+
+# A gan architecture is named by its generator (what every reader rebuilds); the discriminator, used
+# only in training, is the model config's `discriminator` field.
+DISCRIMINATORS = {"dcgan": dcgan.Discriminator, "projected": ProjectedDiscriminator}
+
+
+def _gan(generator: Callable[[Any], nn.Module]) -> Callable[[Any], tuple[nn.Module, nn.Module]]:
+    def build(cfg: Any) -> tuple[nn.Module, nn.Module]:
+        """(G, D) for cfg. DCGAN-family layers get the tutorial's N(0, 0.02) init; the projected D keeps
+        PyTorch's default init, as its reference does (its frozen parts are drawn, not learned)."""
+        G, D = generator(cfg), DISCRIMINATORS[cfg.discriminator](cfg)
+        G.apply(dcgan.init_weights)
+        if cfg.discriminator == "dcgan":
+            D.apply(dcgan.init_weights)
+        return G, D
+    return build
 
 
 @dataclass(frozen=True)
@@ -26,7 +43,8 @@ class Arch:
 
 
 ARCHS: dict[str, Arch] = {
-    "dcgan": Arch("gan", dcgan.ModelConfig, dcgan.build_models, dcgan.Generator),
+    "dcgan": Arch("gan", dcgan.ModelConfig, _gan(dcgan.Generator), dcgan.Generator),
+    "fastgan": Arch("gan", dcgan.ModelConfig, _gan(fastgan.Generator), fastgan.Generator),
     "edsr": Arch("sr", sr.SRConfig, sr.build_sr),
     "espcn": Arch("sr", sr.SRConfig, sr.build_sr),
 }

@@ -1,0 +1,145 @@
+"""The projected discriminator and the FastGAN generator: the frozen network is the pretrained one, stays
+frozen and out of every file; the models train, resume exactly, and every reader draws from their runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import built_in_dataset, tiny_train_args
+from postergen.config import ModelConfig, from_preset
+from postergen.data.dataset import open_dataset
+from postergen.engine import checkpoint as ckpt
+from postergen.engine.gan import train
+from postergen.models import features, registry
+from postergen.models.fastgan import Generator as FastGAN
+from postergen.models.projected import ProjectedDiscriminator
+from test_perceptual import BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, grace_hopper
+from test_train import _assert_same, _weights
+
+
+def test_lite0_is_the_pretrained_imagenet_classifier():
+    net = features.network("lite0")
+    assert len(net.blocks) == 16  # Lite0: repeats 1, 2, 2, 3, 3, 4, 1
+    x = (grace_hopper().float() - features.MEAN) / features.STD
+    with torch.inference_mode():
+        probs = net.logits(torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear")).softmax(1)[0]
+    top5 = probs.topk(5).indices.tolist()
+    assert top5[0] == MILITARY_UNIFORM, top5
+    assert {BOW_TIE, SUIT, WINDSOR_TIE} & set(top5[1:]), top5
+
+
+def test_taps_are_at_strides_4_8_16_32():
+    shapes = [t.shape for t in features.network("lite0").taps(torch.zeros(1, 3, 224, 224), features.LITES["lite0"].taps)]
+    assert [tuple(s[1:]) for s in shapes] == [(24, 56, 56), (40, 28, 28), (112, 14, 14), (320, 7, 7)]
+
+
+def _projected(**kw) -> ProjectedDiscriminator:
+    torch.manual_seed(0)
+    return ProjectedDiscriminator(ModelConfig(**{"discriminator": "projected", "feature_res": 64, **kw}))
+
+
+def test_frozen_network_is_outside_state_dict_and_optimiser_and_never_changes():
+    D = _projected(n_genres=3)
+    net = D.network
+    before = [p.clone() for p in net.parameters()]
+    keys = D.state_dict().keys()
+    assert not any(k.startswith(("network", "_frozen")) for k in keys)
+    net_params = {id(p) for p in net.parameters()}
+    assert not net_params & {id(p) for p in D.parameters()}
+    trainable = [n for n, p in D.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("discs.") for n in trainable)
+    frozen_proj = [n for n, p in D.named_parameters() if not p.requires_grad]
+    assert frozen_proj and all(n.startswith("project.") for n in frozen_proj)  # random projections: saved, fixed
+    proj_before = {n: p.clone() for n, p in D.project.named_parameters()}
+
+    opt = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=0.1)
+    x = torch.randn(4, 3, 64, 64, requires_grad=True)
+    genres = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
+    for _ in range(2):
+        opt.zero_grad()
+        logits = D(x, genres)
+        logits.mean().backward()
+        opt.step()
+    assert logits.shape[0] == 4 and logits.ndim == 2
+    assert x.grad is not None and x.grad.abs().sum() > 0  # G's gradient flows through the frozen network
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert all(torch.equal(proj_before[n], p) for n, p in D.project.named_parameters())
+
+
+def test_moving_d_moves_the_frozen_network():
+    D = _projected().to(torch.float64)
+    assert next(D.network.parameters()).dtype == torch.float64
+    assert D(torch.randn(2, 3, 64, 64, dtype=torch.float64)).dtype == torch.float64
+    D = _projected().to(memory_format=torch.channels_last)
+    assert D.network.stem.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_genres_change_the_logits_and_zero_genres_mean_none():
+    D = _projected(n_genres=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        none = D(x)
+        zero = D(x, torch.zeros(2, 3))
+        some = D(x, torch.tensor([[1.0, 0, 0], [0, 0, 1]]))
+    assert torch.allclose(none, zero) and not torch.allclose(none, some)
+    with pytest.raises(ValueError, match="genres must have shape"):
+        D(x, torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (96, 64), (128, 128), (192, 128), (256, 256)])
+def test_fastgan_shapes_square_and_2_3(height, width):
+    G = FastGAN(ModelConfig(height=height, width=width, ngf=4, n_genres=2))
+    x = G(torch.randn(2, 100), torch.tensor([[1.0, 0], [0, 0]]))
+    assert x.shape == (2, 3, height, width) and x.abs().max() <= 1
+    assert len(G.sle) == {64: 1, 128: 2, 256: 3}[width]  # skip-layer excitation from 64 px up
+
+
+def test_projected_d_at_2_3_keeps_the_aspect():
+    D = _projected(height=96, width=64, feature_res=64)
+    assert D.res == (96, 64)
+    assert D(torch.randn(2, 3, 96, 64)).shape[0] == 2
+
+
+def _args(**kw) -> dict:
+    return tiny_train_args(arch="fastgan", discriminator="projected", feature_res=64, r1_gamma=0.0, **kw)
+
+
+def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
+    cfg = from_preset("stable", **_args(**kw))
+    return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
+
+
+def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset, tmp_path):
+    _train(tiny_dataset, tmp_path / "straight", steps=4)
+    _train(tiny_dataset, tmp_path / "split", steps=2)
+    assert _train(tiny_dataset, tmp_path / "split", steps=4, resume=True)["step"] == 4
+    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
+
+    state = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
+    assert state["config"]["arch"] == "fastgan" and state["config"]["model"]["discriminator"] == "projected"
+    lite0 = {tuple(p.shape) for p in features.network("lite0").parameters()}
+    saved = {tuple(v.shape) for v in state["D"].values()}
+    assert not any(k.startswith("network") for k in state["D"])
+    assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection is not saved
+
+
+def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
+    data = built_in_dataset(tmp_path, n=24, size=64)  # 64 px: the SLE path runs
+    run = tmp_path / "run"
+    _train(data, run, steps=2, ngf=4, ndf=4)
+    assert json.loads((run / "config.json").read_text())["arch"] == "fastgan"
+    code, _, err = cli("sample", run, "-o", tmp_path / "samples", "--n", "4", "--seed", "0")
+    assert code == 0, err
+    code, _, err = cli("export", run, "-o", tmp_path / "g.safetensors")
+    assert code == 0, err
+    from postergen.weights import load_generator
+
+    G, meta = load_generator(tmp_path / "g.safetensors")
+    assert isinstance(G, FastGAN)
+    with torch.no_grad():
+        assert G(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+    assert registry.generator(json.loads((run / "config.json").read_text())).__class__ is FastGAN
