@@ -29,13 +29,22 @@ class Thresholds:
     swing_d_fake: float = 0.3  # smallest distance between those quantiles of D(G(z)) that counts
     swing_loss_g: float = 1.0  # same for G loss, in loss units
     swing_cycles: int = 3  # highs (each after a low) needed to call it oscillation
+    # Collapse: sample_diversity (engine/collapse.py) 1 = the fixed-noise samples of a row vary as much as real
+    # posters of that genre. Evaluate's pixel diversity calls a ratio under 0.5 `collapsed`: repeats are plain
+    # to see in a grid. A G still learning variety sits there too (fresh: 0.001-0.06; a stable run at 64 px
+    # after 10k images: 0.18), so a collapse is a *fall*: under collapse_ratio and under collapse_drop x the
+    # best the run had reached, that best being at least collapse_min_best.
+    collapse_ratio: float = 0.5
+    collapse_drop: float = 0.5
+    collapse_min_best: float = 0.1  # below it the samples never varied: no evidence G ever used z
+    collapse_recover: float = 0.75  # a drop ends when the ratio is back above this x the best; a later fall counts again
 
 
 @dataclass(frozen=True)
 class Finding:
     """One detected problem: kind, first and last step it covers, and advice in plain words."""
 
-    kind: str  # nan, overpowering, g_climbing, oscillation
+    kind: str  # nan, overpowering, g_climbing, oscillation, collapse
     start: int
     end: int
     message: str
@@ -45,6 +54,12 @@ ADVICE_D = ("try --preset stable (hinge loss, spectral norm, R1, DiffAugment), o
             "--d-every 2 or a lower --lr-d, or add --augment color,translation,cutout")
 
 
+ADVICE_COLLAPSE = ("keep a checkpoint from before the drop (checkpoints/step-*.pt still sample and export; only the "
+                   "last --keep-checkpoints stay, so copy it now), then start again with --force and a lower --lr-g "
+                   "and --lr-d (half, say), keeping --augment color,translation,cutout and --minibatch-std on, or use "
+                   "--preset stable (--resume keeps a run's learning rates)")
+
+
 def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
     """Every finding, NaN first; an empty list means the curves look healthy."""
     complete = [r for r in rows if "step" in r and all(k in r for k in LOGGED)]
@@ -52,7 +67,7 @@ def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
     g_swings = oscillation(finite, "loss_g", t.swing_loss_g, t)
     climbing = [] if g_swings else g_loss_climbing(finite, t)  # a cycle ending high is no climb
     return (non_finite(complete) + d_overpowering(finite, t) + climbing
-            + oscillation(finite, "d_fake", t.swing_d_fake, t) + g_swings)
+            + oscillation(finite, "d_fake", t.swing_d_fake, t) + g_swings + diversity_drops(rows, t))
 
 
 def non_finite(rows: list[dict]) -> list[Finding]:
@@ -121,6 +136,35 @@ def oscillation(rows: list[dict], key: str, min_swing: float, t: Thresholds = Th
                     f"about every {period:.0f} steps): G and D are chasing each other, a sign of collapse "
                     f"cycles where G jumps between a few poster types. Check the samples at those steps; "
                     f"{ADVICE_D}.")]
+
+
+def diversity_drops(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
+    """Stretches where sample_diversity fell under collapse_ratio and under collapse_drop x the best
+    before it (see Thresholds); each ends when the ratio is back above collapse_recover x that best."""
+    findings: list[Finding] = []
+    best, best_step, drop = 0.0, None, None  # drop: [start, end, first, lowest, best, best_step] while open
+    for r in rows:
+        value = r.get("sample_diversity")
+        if not _finite(value) or "step" not in r:
+            continue
+        if drop is not None and value >= t.collapse_recover * drop[4]:
+            findings.append(_collapse(*drop))
+            drop = None
+        elif drop is not None:
+            drop[1], drop[3] = r["step"], min(drop[3], value)
+        elif best >= t.collapse_min_best and value < min(t.collapse_ratio, t.collapse_drop * best):
+            drop = [r["step"], r["step"], value, value, best, best_step]
+        if value > best:
+            best, best_step = value, r["step"]
+    return findings + ([_collapse(*drop)] if drop is not None else [])
+
+
+def _collapse(start: int, end: int, first: float, lowest: float, best: float, best_step: int) -> Finding:
+    stayed = f", and stayed low until step {end} (lowest {lowest:.2f})" if end > start else ""
+    return Finding("collapse", start, end,
+                   f"Sample diversity (how much the fixed-noise posters of a row differ, against real posters; "
+                   f"1 = as varied) fell from {best:.2f} at step {best_step} to {first:.2f} at step {start}{stayed}: "
+                   f"G is collapsing onto a few posters. To recover, {ADVICE_COLLAPSE}.")
 
 
 def quantile(values: list[float], q: float) -> float:

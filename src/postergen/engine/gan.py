@@ -17,10 +17,11 @@ from postergen import __version__
 from postergen.config import RUN_FIXED, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
 from postergen.draw import fixed_inputs, render, save_grid
-from postergen.engine.monitor import FailureWatch
+from postergen.engine.collapse import SampleDiversity
+from postergen.engine.monitor import CollapseWatch, FailureWatch
 from postergen.engine.objectives import trainable
 from postergen.engine.plots import loss_plot
-from postergen.engine.diagnose import d_overpowering
+from postergen.engine.diagnose import d_overpowering, diversity_drops
 from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
 from postergen.engine.runtime import Dist, init_distributed
 from postergen.engine.step import Meter, Models, Stepper, step_runner
@@ -113,7 +114,9 @@ class GANTask(Task):
         self.meter = Meter(device, dist)
         self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
         self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
-        self.watch = FailureWatch()
+        self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed[2], seed=cfg.seed)
+        self.grid: tuple[int, torch.Tensor] | None = None  # (step, fixed grid) rendered by validate for draw
+        self.watch, self.collapse_watch = FailureWatch(), CollapseWatch()
         self.tb = None  # the engine's TensorBoard writer, for sample grids
 
     def state(self) -> dict:
@@ -145,12 +148,26 @@ class GANTask(Task):
     def check_finite(self) -> None:
         self.meter.read_check()
 
+    def render_grid(self) -> torch.Tensor:
+        """The fixed-noise grid, uint8 (N, 3, H, W), from G_ema when there is one."""
+        z, genres, _ = self.fixed
+        G = self.m.G_ema if self.m.G_ema is not None else self.m.G
+        return render(G, z, genres, self.device, self.cfg.precision)
+
+    def validate(self, step: int) -> dict[str, float]:
+        """sample_diversity (engine/collapse.py) of the grid that draw() then writes; every rank measures,
+        so every rank logs at the same steps."""
+        if not self.diversity.enabled:
+            return {}
+        self.grid = (step, self.render_grid())
+        return {"sample_diversity": round(self.diversity.ratio(self.grid[1]), 4)}
+
     def draw(self, step: int, folder: RunFolder) -> None:
         from postergen.provenance import png_info
 
-        z, genres, per_row = self.fixed
-        G = self.m.G_ema if self.m.G_ema is not None else self.m.G
-        images = render(G, z, genres, self.device, self.cfg.precision)
+        per_row = self.fixed[2]
+        images = self.grid[1] if self.grid is not None and self.grid[0] == step else self.render_grid()
+        self.grid = None
         rows = ",".join(self.genres) if self.genres else "all"
         save_grid(images, per_row, folder.sample_grid(step),
                   png_info(str(folder.path), step, None, rows, fixed_noise="true"))
@@ -159,10 +176,14 @@ class GANTask(Task):
             self.tb.add_image("samples", make_grid(images, nrow=per_row), step)
 
     def warn(self, row: dict) -> str | None:
-        return self.watch.update(row)
+        warnings = [w for w in (self.watch.update(row), self.collapse_watch.update(row)) if w]
+        return "; ".join(warnings) or None
+
+    def history(self, rows: list[dict]) -> None:
+        self.collapse_watch.history(rows)  # a resumed run keeps its best sample_diversity
 
     def plot(self, rows: list[dict]) -> bytes | None:
-        return loss_plot(rows, d_overpowering(rows))
+        return loss_plot(rows, d_overpowering(rows) + diversity_drops(rows))
 
     def epoch_of(self, step: int) -> int:
         return self.batches.epoch_of(step)

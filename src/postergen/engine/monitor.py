@@ -1,4 +1,4 @@
-"""Watching a run: metric lines, the loss-curve PNG, and the seed's failure mode."""
+"""Watching a run: metric lines, the loss-curve PNG, the seed's failure mode and mode collapse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from postergen.engine.plots import loss_plot
 from postergen.files import write_atomic
-from postergen.engine.diagnose import ADVICE_D, Thresholds, d_overpowering
+from postergen.engine.diagnose import ADVICE_D, Thresholds, d_overpowering, diversity_drops
 
 
 def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
@@ -29,10 +29,10 @@ def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
 
 
 def plot_metrics(rows: list[dict], path: Path) -> None:
-    """loss.png: the report's loss figure (losses, D's outputs, overpowering shaded), written atomically."""
+    """loss.png: the report's loss figure (losses, D's outputs, sample diversity; problems shaded), written atomically."""
     if not rows:
         return
-    write_atomic(path, loss_plot(rows, d_overpowering(rows)))
+    write_atomic(path, loss_plot(rows, d_overpowering(rows) + diversity_drops(rows)))
 
 
 class FailureWatch:
@@ -58,3 +58,30 @@ class FailureWatch:
         self.warned = True
         return (f"D is overpowering G since step {found[0].start} (D(x)={row['d_real']:.3f}, "
                 f"D(G(z))={row['d_fake']:.3f}): {ADVICE_D}")
+
+
+class CollapseWatch:
+    """Warns when sample_diversity falls toward collapse: once per drop, again after a recovery.
+
+    The drops are the report's (diagnose.diversity_drops, same thresholds). `history` takes the rows
+    logged before a resume, so a resumed run still knows its best; a drop still open then is
+    warned about again, in this session.
+    """
+
+    def __init__(self, t: Thresholds = Thresholds()) -> None:
+        self.t = t
+        self.rows: list[dict] = []  # rows that carry sample_diversity (one per sample grid)
+        self.warned: set[int] = set()  # start steps of drops warned about
+
+    def history(self, rows: list[dict]) -> None:
+        self.rows = [r for r in rows if "sample_diversity" in r]
+
+    def update(self, row: dict) -> str | None:
+        if "sample_diversity" not in row:
+            return None
+        self.rows.append(row)
+        drops = diversity_drops(self.rows, self.t)
+        if not drops or drops[-1].end != row["step"] or drops[-1].start in self.warned:
+            return None
+        self.warned.add(drops[-1].start)
+        return drops[-1].message

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 
-from postergen.engine.diagnose import Finding
+from postergen.engine.diagnose import Finding, Thresholds
 
 PLOT_DPI = 90
 
@@ -26,22 +26,38 @@ def _figure(ncols: int, nrows: int = 1, width: float = 10.0, height: float = 3.4
 
 
 def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
-    """G and D loss, and D(x) / D(G(z)), against step; shaded where D overpowered G."""
-    fig, (ax1, ax2) = _figure(2)
+    """G and D loss, and D(x) / D(G(z)), against step; shaded where D overpowered G. With sample
+    diversity logged (engine/collapse.py), a third panel: its ratio to real, shaded where it fell."""
+    diverse = [r for r in rows if isinstance(r.get("sample_diversity"), (int, float))]
+    fig, axes = _figure(3 if diverse else 2, width=15.0 if diverse else 10.0)
     steps = [r["step"] for r in rows]
-    for ax, keys, labels in ((ax1, ("loss_d", "loss_g"), ("D loss", "G loss")),
-                             (ax2, ("d_real", "d_fake"), ("D(x) on real", "D(G(z)) on fake"))):
+    for ax, keys, labels in ((axes[0], ("loss_d", "loss_g"), ("D loss", "G loss")),
+                             (axes[1], ("d_real", "d_fake"), ("D(x) on real", "D(G(z)) on fake"))):
         for key, label in zip(keys, labels):
             ax.plot(steps, [r.get(key, math.nan) for r in rows], label=label, marker="." if len(rows) < 30 else None)
-        for f in findings:
-            if f.kind == "overpowering":
-                ax.axvspan(f.start, f.end, color="tab:red", alpha=0.15)
+        _shade(ax, findings, "overpowering")
         ax.set_xlabel("step")
         ax.legend()
-    ax1.set_title("losses")
-    ax2.set_title("D's mean output (sigmoid of its logits)")
-    ax2.set_ylim(-0.02, 1.02)
+    axes[0].set_title("losses")
+    axes[1].set_title("D's mean output (sigmoid of its logits)")
+    axes[1].set_ylim(-0.02, 1.02)
+    if diverse:
+        ax = axes[2]
+        ax.plot([r["step"] for r in diverse], [r["sample_diversity"] for r in diverse], marker=".", label="samples")
+        ax.axhline(1.0, color="tab:green", linestyle=":", label="real posters")
+        ax.axhline(Thresholds.collapse_ratio, color="tab:red", linestyle="--", label="collapse line")
+        _shade(ax, findings, "collapse")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("step")
+        ax.set_title("sample diversity, ratio to real (fixed noise, within rows)")
+        ax.legend()
     return figure_png(fig)
+
+
+def _shade(ax, findings: list[Finding], kind: str) -> None:
+    for f in findings:
+        if f.kind == kind:
+            ax.axvspan(f.start, f.end, color="tab:red", alpha=0.15)
 
 
 def curves_plot(steps: list[int], series: dict[str, list[float]]) -> bytes:

@@ -121,6 +121,9 @@ class Task:
         """A warning about training health from the newest metrics row, or None."""
         return None
 
+    def history(self, rows: list[dict]) -> None:
+        """The metric rows logged before this session (on a resume; rank 0), for warnings that look back."""
+
     def plot(self, rows: list[dict]) -> bytes | None:
         """loss.png from the metric rows, or None."""
         return None
@@ -156,6 +159,7 @@ class Engine:
             else:  # one saved stream cannot serve several ranks: a fresh, distinct stream per rank
                 task.reseed(self.step)
         self.rows = read_metrics(self.folder.metrics, up_to_step=self.step) if dist.main else []
+        task.history(self.rows)
         self.tb = _tensorboard(self.folder, self.step) if tensorboard and dist.main else None
 
     # -----------------------------------------------------------------------------------------

@@ -141,9 +141,14 @@ def _date(*paths: Path) -> str:
 def losses(info: RunInfo) -> str:
     if not info.rows:
         return html.section("losses", "Loss curves", html.para("No metrics.jsonl lines yet.", "note"))
-    text = ("Left: the losses of G and D. Right: D's average output on real posters, D(x), and on "
-            "generated ones, D(G(z)); when D(x) sits at 1 and D(G(z)) at 0, D wins outright and G stops "
-            "learning (shaded red, if it happened).")
+    diverse = any("sample_diversity" in r for r in info.rows)
+    text = (f"Left: the losses of G and D. {'Middle' if diverse else 'Right'}: D's average output on real "
+            "posters, D(x), and on generated ones, D(G(z)); when D(x) sits at 1 and D(G(z)) at 0, D wins "
+            "outright and G stops learning (shaded red, if it happened).")
+    if diverse:
+        text += (" Right: sample diversity, how much the fixed-noise posters of a row differ, against real "
+                 "posters of that genre (1 = as varied); a fall under 0.5 and under half the run's best is mode "
+                 "collapse (shaded red).")
     return html.section("losses", "Loss curves", html.para(text) + html.img(
         plots.loss_plot(info.rows, info.findings), "loss curves of G and D, and D(x) / D(G(z))"))
 
@@ -154,7 +159,7 @@ def health(info: RunInfo) -> str:
     elif not info.findings:
         body = html.para(f"Healthy: over {len(info.rows)} metric lines (steps {info.rows[0]['step']} to "
                          f"{info.rows[-1]['step']}) no sign of D overpowering G, a climbing G loss, collapse "
-                         "cycles or NaN.", "ok")
+                         "cycles, a fall in sample diversity or NaN.", "ok")
     else:
         body = "".join(html.para(f.message, "warn") for f in info.findings)
     return html.section("health", "Training health", body)
