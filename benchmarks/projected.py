@@ -1,0 +1,129 @@
+"""Seed vs stable vs the projected discriminator (and FastGAN's generator) on the built-in posters,
+at equal images seen and at equal wall time, judged with `postergen evaluate`'s metrics.
+
+Each configuration trains in its own process, one after the other, so each has the whole machine
+and its wall time is its own. Then every run is evaluated the same way (its EMA generator, `--n`
+posters, seed 0): perceptual FD and precision/recall/coverage in EfficientNet-Lite2's space (a
+network the projected D does not use: it looks through Lite0), SWD, perceptual and pixel diversity
+relative to real posters, and the share of likely copies. `--equal-time NAME` also trains the
+stable preset for as long as run NAME took (from stable's own speed), the equal-wall-time row.
+Writes OUT/results.json, OUT/results.md (the table) and a figure of the last fixed-noise grids.
+
+    python benchmarks/projected.py --out out/projected --kimg 20 --equal-time projected
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from common import POSTERGEN, built_in_dataset, final_row, study_parser
+
+# name -> `postergen train` options besides the common ones (--kimg, widths, intervals)
+CONFIGS: dict[str, list[str]] = {
+    "seed": ["--preset", "seed"],
+    "stable": ["--preset", "stable"],
+    "projected": ["--preset", "stable", "--discriminator", "projected"],
+    "fastgan-projected": ["--preset", "stable", "--arch", "fastgan", "--discriminator", "projected"],
+    "fastgan-stable": ["--preset", "stable", "--arch", "fastgan"],
+}
+
+
+def train(ds: Path, run: Path, options: list[str], kimg: float, width: int, extra: list[str]) -> float:
+    """Train one run from scratch; -> wall seconds of the training process."""
+    t0 = time.perf_counter()
+    every = max(1, int(kimg * 1000 / 64 / 8))  # about 8 grids and checkpoints per run at batch 64
+    subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(run), *options, "--kimg", str(kimg),
+                                "--ngf", str(width), "--ndf", str(width), "--log-every", "10",
+                                "--sample-every", str(every), "--checkpoint-every", str(every),
+                                "--no-tensorboard", "--force", *extra], check=True)
+    return time.perf_counter() - t0
+
+
+def evaluate(run: Path, ds: Path, n: int) -> dict:
+    out = run / "bench-eval.json"
+    subprocess.run(POSTERGEN + ["evaluate", str(run), "--data", str(ds), "--n", str(n), "--seed", "0",
+                                "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def summary(r: dict) -> dict:
+    """The table's numbers from evaluate's JSON."""
+    m = r["metrics"] if "metrics" in r else r
+    return {"fd": m["fd"]["value"], "kid": m["kid"]["mean"], "precision": m["precision"]["value"],
+            "recall": m["recall"]["value"], "coverage": m["coverage"]["value"],
+            "perceptual_div": m["perceptual_diversity"]["ratio"], "swd": m["swd"]["value"],
+            "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"]}
+
+
+def figure(runs: dict[str, Path], path: Path) -> None:
+    """Each run's last fixed-noise grid, labelled, one above the other."""
+    tiles = []
+    for name, run in runs.items():
+        grid = Image.open(sorted((run / "samples").glob("step-*.png"))[-1]).convert("RGB")
+        tile = Image.new("RGB", (grid.width, grid.height + 18), "white")
+        tile.paste(grid, (0, 18))
+        ImageDraw.Draw(tile).text((4, 3), name, fill="black")
+        tiles.append(tile)
+    out = Image.new("RGB", (max(t.width for t in tiles), sum(t.height for t in tiles)), "white")
+    y = 0
+    for tile in tiles:
+        out.paste(tile, (0, y))
+        y += tile.height
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+
+
+def main() -> None:
+    parser = study_parser(__doc__, out="out/projected", posters=2000, size=64, kimg=20)
+    parser.add_argument("--configs", default="seed,stable,projected,fastgan-projected",
+                        help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    parser.add_argument("--equal-time", default=None, metavar="NAME",
+                        help="also train stable for as long as run NAME took")
+    parser.add_argument("--n", type=int, default=2000, help="posters generated per evaluation")
+    parser.add_argument("--extra", default="", help="options added to every run, e.g. '--feature-res 128'")
+    parser.add_argument("--figure", type=Path, default=None, help="default: OUT/grids.png")
+    args = parser.parse_args()
+    names = args.configs.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        sys.exit(f"unknown config(s): {', '.join(unknown)}")
+    ds = built_in_dataset(args.out, args.posters, args.size)
+    extra = args.extra.split()
+    results, runs = {}, {}
+    for name in names:
+        runs[name] = args.out / name
+        seconds = train(ds, runs[name], CONFIGS[name], args.kimg, args.width, extra)
+        results[name] = {"kimg": args.kimg, "train_s": seconds}
+    if args.equal_time:
+        stable_speed = final_row(runs["stable"])["img_per_s"] if "stable" in runs else None
+        if stable_speed is None:
+            sys.exit("--equal-time needs stable among --configs (its speed sets the length)")
+        budget = results[args.equal_time]["train_s"]
+        kimg = round(stable_speed * budget / 1000, 1)
+        name = f"stable@{args.equal_time}-time"
+        runs[name] = args.out / "stable-equal-time"
+        results[name] = {"kimg": kimg, "train_s": train(ds, runs[name], CONFIGS["stable"], kimg, args.width, extra)}
+    for name, run in runs.items():
+        results[name].update(img_per_s=final_row(run)["img_per_s"], **summary(evaluate(run, ds, args.n)))
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    cols = ["kimg", "train_s", "img_per_s", "fd", "kid", "precision", "recall", "coverage", "perceptual_div",
+            "swd", "pixel_div", "copies"]
+    lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3g}" for c in cols) + " |")
+    table = "\n".join(lines)
+    (args.out / "results.md").write_text(table + "\n")
+    print(table)
+    fig = args.figure or args.out / "grids.png"
+    figure(runs, fig)
+    print(f"figure: {fig}")
+
+
+if __name__ == "__main__":
+    main()
