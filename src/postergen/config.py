@@ -32,7 +32,7 @@ _f = doc_field
 
 D_NORMS = ("batch", "none")
 GENERATORS = ("dcgan", "fastgan")  # models/registry.py's gan architectures (named by their generator)
-DISCRIMINATORS = ("dcgan", "projected")
+DISCRIMINATORS = ("dcgan", "projected", "ensemble")
 FEATURE_RES = (64, 512)  # the projected D's input range in pixels (width; a multiple of 32)
 MIN_WIDTH, MAX_WIDTH = 32, 256
 # Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
@@ -57,10 +57,11 @@ class ModelConfig:
     d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
     spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
     minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
-    discriminator: str = _f("dcgan", "D: dcgan (learns its own features) or projected (judges through a "
-                                     "frozen ImageNet EfficientNet-Lite0; Projected GAN)")
-    feature_res: int = _f(224, "projected D: width in pixels images are resized to before the frozen "
-                               "network (its ImageNet size is 224), a multiple of 32")
+    discriminator: str = _f("dcgan", "D: dcgan (learns its own features), projected (judges through a "
+                                     "frozen ImageNet EfficientNet-Lite0; Projected GAN) or ensemble (both side "
+                                     "by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN)")
+    feature_res: int = _f(224, "projected and ensemble D: width in pixels images are resized to before the "
+                               "frozen network (its ImageNet size is 224), a multiple of 32")
 
     def __post_init__(self):
         check_size(self.height, self.width)
@@ -129,6 +130,13 @@ class TrainConfig:
     minibatch_std: bool = _model("minibatch_std")
     discriminator: str = _model("discriminator")
     feature_res: int = _model("feature_res")
+    # Objective settings, not model fields: D's modules never read them, the step does (engine/step.py).
+    feature_weight: float = _f(0.1, "ensemble D: weight w of the feature D's loss in D's and G's objective, "
+                                    "loss = loss(dcgan D) + w * loss(feature D); 0 = the feature D never counts "
+                                    "(0.1: the one weight a prototype trained without collapse; 0.5 collapsed)")
+    feature_start: int = _f(1500, "ensemble D: step from which the feature D counts; before it it is neither "
+                                  "run nor trained (a prototype collapsed with it on from step 0 and matched "
+                                  "stable switched on half-way; 1500 is half the default run)")
     # loss and optimisation
     loss: str = _f("hinge", "adversarial loss: bce (the seed) or hinge")
     lr_g: float = _f(2e-4, "G learning rate (Adam)")
@@ -179,7 +187,8 @@ PRESETS: dict[str, dict] = {
 # Fields that define the model or the optimisation: fixed for the life of a run (--resume keeps them).
 RUN_FIXED = {
     "preset", "batch", "arch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
-    "d_norm", "spectral_norm", "minibatch_std", "discriminator", "feature_res", "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
+    "d_norm", "spectral_norm", "minibatch_std", "discriminator", "feature_res", "feature_weight", "feature_start",
+    "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
     "g_steps", "real_label", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "augment", "seed",
 }
 
@@ -264,6 +273,8 @@ def check(cfg: TrainConfig) -> None:
     check_choice("--d-norm", cfg.d_norm, D_NORMS)
     check_choice("--discriminator", cfg.discriminator, DISCRIMINATORS)
     check_feature_res(cfg.feature_res)
+    limit("feature_weight", 0.0)
+    limit("feature_start", 0, MAX_STEPS, "steps")
     check_choice("--loss", cfg.loss, ("bce", "hinge"))
     limit("lr_g", 0.0, 1.0, lo_open=True)
     limit("lr_d", 0.0, 1.0, lo_open=True)

@@ -53,7 +53,11 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
-    return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids), DDP(D, device_ids=ids))
+    # The ensemble D's feature part takes no part in steps before --feature-start: DDP must look for
+    # parameters a step left unused, or the next step fails waiting for their gradients.
+    unused = cfg.discriminator == "ensemble"
+    return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids),
+                  DDP(D, device_ids=ids, find_unused_parameters=unused))
 
 
 def seed_rank_rng(seed: int, dist: Dist, offset: int = 0) -> None:
@@ -252,6 +256,9 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         lock, start = open_run(run, resume, force, dist)
         cfg, config = resolve(ds, run, cfg, changed, start)
         model_cfg, genres = registry.model_config(config), config["genres"]
+        if dist.main and cfg.discriminator == "ensemble" and cfg.feature_start >= cfg.steps:
+            echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
+                 "the ensemble's feature D will not train in this run")
         task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
         if start is None:
             start_fresh(run, config, force, dist)

@@ -2,7 +2,9 @@
 the augmentation D sees, and which parameters train.
 
 The math lives in losses.py (pure functions of logits) and augment.py (DiffAugment); this module
-picks them from a TrainConfig once. Parameters with requires_grad=False (a frozen pretrained
+picks them from a TrainConfig once. A D of one part returns one logit tensor; the ensemble D
+(models/ensemble.py) returns (base, features) on steps with the feature term, and the losses combine
+as loss(base) + feature_weight * loss(features), in D's objective and in G's. Parameters with requires_grad=False (a frozen pretrained
 backbone) are never given to an optimiser and never switched on by a step.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Union
 
 import torch
 from torch import nn
@@ -20,6 +22,13 @@ from postergen.config import TrainConfig
 from postergen.engine.augment import diff_augment
 from postergen.engine.losses import DLoss, GLoss, bce_d, get_loss
 
+Logits = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # one part's, or (base, features)
+
+
+def base(logits: Logits) -> torch.Tensor:
+    """The base part's logits: D's statistics and R1 are about these."""
+    return logits[0] if isinstance(logits, tuple) else logits
+
 
 @dataclass
 class Objective:
@@ -27,6 +36,21 @@ class Objective:
     g_loss: GLoss  # logits_fake -> scalar
     augment: Callable[[torch.Tensor], torch.Tensor]  # applied to every image D sees, real or fake
     r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
+    feature_weight: float = 0.0  # the ensemble D's feature part: weight w of its loss
+
+    def d_total(self, real: Logits, fake: Logits) -> torch.Tensor:
+        """D's loss: loss(base) [+ w * loss(features) when D returned both parts]."""
+        loss = self.d_loss(base(real), base(fake))
+        if isinstance(real, tuple):
+            loss = loss + self.feature_weight * self.d_loss(real[1], fake[1])
+        return loss
+
+    def g_total(self, fake: Logits) -> torch.Tensor:
+        """G's loss: loss(base) [+ w * loss(features) when D returned both parts]."""
+        loss = self.g_loss(base(fake))
+        if isinstance(fake, tuple):
+            loss = loss + self.feature_weight * self.g_loss(fake[1])
+        return loss
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Objective":
@@ -34,7 +58,8 @@ class Objective:
         if cfg.loss == "bce":
             d_loss = partial(bce_d, real_target=cfg.real_label)
         aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
-        return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every)
+        return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every,
+                   cfg.feature_weight if cfg.discriminator == "ensemble" else 0.0)
 
 
 def trainable(module: nn.Module) -> list[nn.Parameter]:

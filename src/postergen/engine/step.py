@@ -14,8 +14,9 @@ once. What capture requires, and where this code provides it:
 - no host synchronisation inside the step: Stepper and Meter have none (statistics stay on the
   device until the log step reads them);
 - step-dependent numbers as device tensors: the EMA weight and the step number of the NaN check.
-  The D-update and R1 schedule is Python control flow, so each kind of step (Stepper.kind) gets
-  its own graph, at most three;
+  The D-update and R1 schedule, and whether the ensemble D's feature term counts yet
+  (--feature-start), are Python control flow, so each kind of step (Stepper.kind) gets its own
+  graph: at most three, and three more from the feature term's start on;
 - Adam with capturable=True (`build` sets it) and autocast without its cast cache (Stepper);
 - warm-up: the first WARMUP steps of each kind run eagerly on a side stream, so cuDNN autotuning
   and Adam's lazy state allocation happen before capture, as PyTorch's CUDA-graph recipe asks.
@@ -36,7 +37,7 @@ from torch import nn
 
 from postergen.config import TrainConfig
 from postergen.engine.losses import r1_penalty
-from postergen.engine.objectives import Objective, frozen, trainable
+from postergen.engine.objectives import Logits, Objective, base, frozen, trainable
 from postergen.engine.runtime import Dist, autocast
 from postergen.errors import TrainingDiverged, UserError
 
@@ -74,6 +75,7 @@ class Stepper:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
         self.images_per_step = cfg.batch * world
         self.obj = Objective.from_config(cfg)
+        self.ensemble = cfg.discriminator == "ensemble"  # D takes `features=` and may return two parts
         self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
@@ -88,33 +90,41 @@ class Stepper:
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool) -> tuple[torch.Tensor, ...]:
+    def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, features: bool) -> Logits:
+        """D's logits for x: the ensemble D's (base, features) with the feature term, else one tensor."""
+        return D(x, genres, features=features) if self.ensemble else D(x, genres)
+
+    def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool,
+                 features: bool = False) -> tuple[torch.Tensor, ...]:
         m = self.m
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            logits_real = m.D_train(self.obj.augment(real), genres)  # (B,)
-            logits_fake = m.D_train(self.obj.augment(fake), genres)  # (B,)
-            loss = self.obj.d_loss(logits_real, logits_fake)
+            logits_real = self._judge(m.D_train, self.obj.augment(real), genres, features)  # (B,) [, (B, n)]
+            logits_fake = self._judge(m.D_train, self.obj.augment(fake), genres, features)
+            loss = self.obj.d_total(logits_real, logits_fake)
         if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
             # reaches D's gradient hooks, so the penalty's gradient is averaged across ranks too.
+            # The ensemble's base part only: the feature part is held smooth by its spectral norm and
+            # the frozen network it looks through (as in Vision-aided GAN), and a double backward
+            # through that network would cost more than the rest of the step.
             x = real.detach().requires_grad_(True)
-            penalty = r1_penalty(m.D(self.obj.augment(x), genres).float(), x)
+            penalty = r1_penalty(self._judge(m.D, self.obj.augment(x), genres, False).float(), x)
             loss = loss + self.obj.r1_weight * penalty
         m.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         m.opt_d.step()
-        return loss.detach(), torch.sigmoid(logits_real.detach().float()).mean(), \
-            torch.sigmoid(logits_fake.detach().float()).mean()
+        return loss.detach(), torch.sigmoid(base(logits_real).detach().float()).mean(), \
+            torch.sigmoid(base(logits_fake).detach().float()).mean()
 
-    def g_update(self, batch: int, genres: torch.Tensor | None) -> torch.Tensor:
+    def g_update(self, batch: int, genres: torch.Tensor | None, features: bool = False) -> torch.Tensor:
         m = self.m
         with frozen(self.d_trainable):  # G's step needs gradients through D, not for D (bare D: no sync)
             with self.autocast:
                 fake = m.G_train(self._z(batch), genres)
-                loss = self.obj.g_loss(m.D(self.obj.augment(fake), genres))
+                loss = self.obj.g_total(self._judge(m.D, self.obj.augment(fake), genres, features))
             m.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             m.opt_g.step()
@@ -133,28 +143,30 @@ class Stepper:
             half_life = min(half_life, seen * cfg.ema_rampup)
         return 1.0 - 0.5 ** (self.images_per_step / max(half_life, 1e-8))
 
-    def kind(self, step: int) -> tuple[bool, bool]:
-        """(D updates?, R1 penalty?) at this step: a function of the step, so a resumed run keeps the
-        schedule. Steps of one kind run the same kernels; --cuda-graph captures one graph per kind."""
+    def kind(self, step: int) -> tuple[bool, bool, bool]:
+        """(D updates?, R1 penalty?, the ensemble's feature term?) at this step: a function of the step,
+        so a resumed run keeps the schedule. Steps of one kind run the same kernels; --cuda-graph
+        captures one graph per kind."""
         cfg = self.cfg
         d = step % cfg.d_every == 0
-        return d, d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
+        r1 = d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
+        return d, r1, self.ensemble and self.obj.feature_weight > 0 and step >= cfg.feature_start
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.run(self.kind(step), real, genres, self.ema_weight(step))
 
-    def run(self, kind: tuple[bool, bool], real: torch.Tensor, genres: torch.Tensor,
+    def run(self, kind: tuple[bool, bool, bool], real: torch.Tensor, genres: torch.Tensor,
             ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
         """One step of the given kind; the step number enters only through `kind` and `ema_weight`."""
-        d, r1 = kind
+        d, r1, features = kind
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         genres = self._genres(genres)
         out = {}
         if d:
-            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, r1)
+            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, r1, features)
         for _ in range(self.cfg.g_steps):
-            out["loss_g"] = self.g_update(real.shape[0], genres)
+            out["loss_g"] = self.g_update(real.shape[0], genres, features)
         if self.m.G_ema is not None:
             update_ema(self.m.G_ema, self.m.G, ema_weight)
         return out
@@ -226,7 +238,7 @@ class StaticStep:
         self.step_t = torch.zeros((), dtype=torch.long, device=device)
         self.ema_w = torch.zeros((), dtype=torch.float32, device=device)
 
-    def load(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> tuple[bool, bool]:
+    def load(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> tuple[bool, bool, bool]:
         """Copy this step's inputs into the static buffers; -> the step's kind."""
         if self.real is None:
             self.real, self.genres = torch.empty_like(real), torch.empty_like(genres)
@@ -236,7 +248,7 @@ class StaticStep:
         self.ema_w.fill_(self.stepper.ema_weight(step))
         return self.stepper.kind(step)
 
-    def body(self, kind: tuple[bool, bool]) -> None:
+    def body(self, kind: tuple[bool, bool, bool]) -> None:
         self.meter.add(self.step_t, self.stepper.run(kind, self.real, self.genres, self.ema_w))
 
     def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
@@ -252,7 +264,7 @@ class GraphedStep(StaticStep):
         if stepper.device.type != "cuda":
             raise UserError(f"--cuda-graph needs a CUDA device; this run is on {stepper.device.type}")
         super().__init__(stepper, meter)
-        self.graphs: dict[tuple[bool, bool], torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[tuple[bool, bool, bool], torch.cuda.CUDAGraph] = {}
         self.eager_runs: Counter = Counter()
         self.replays = 0
         self.side = torch.cuda.Stream(stepper.device)

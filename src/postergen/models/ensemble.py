@@ -1,0 +1,41 @@
+"""Feature-ensemble discriminator (Vision-aided GAN; Kumari et al., CVPR 2022), genre-conditional.
+
+Two discriminators side by side on the same (augmented) image:
+
+    base:     the DCGAN-family D (models/dcgan.py; spectral norm in the stable preset), learning its
+              own features from the pixels;
+    features: the projected D (models/projected.py), judging through the frozen EfficientNet-Lite0.
+
+forward(x, genres, features=True) returns both parts' logits, (base (B,), features (B, n)), and
+only the base's with features=False, so a step that leaves the feature term out runs nothing of
+it. How the parts combine is the objective's business: loss = loss(base) + w * loss(features)
+(engine/objectives.py), from the step `feature_start` on (engine/step.py); D's statistics and R1
+use the base alone.
+
+Nothing new is saved: the parts' state_dicts sit under `base.` and `features.`, and the frozen
+network stays outside the module tree as in the projected D (in no checkpoint or optimiser).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from postergen.config import ModelConfig
+from postergen.models import dcgan
+from postergen.models.projected import ProjectedDiscriminator
+
+
+class EnsembleDiscriminator(nn.Module):
+    """image in [-1, 1] (+ genres) -> (base logits (B,), feature logits (B, n)), or the base's alone."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.base = dcgan.Discriminator(cfg)
+        self.features = ProjectedDiscriminator(cfg)
+
+    def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None,
+                features: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        base = self.base(x, genres)
+        return (base, self.features(x, genres)) if features else base
