@@ -24,6 +24,8 @@ from PIL import Image, ImageDraw
 
 from common import POSTERGEN, built_in_dataset, final_row, study_parser
 
+REUSE = False  # --reuse: keep runs and evaluations already in OUT
+
 # name -> `postergen train` options besides the common ones (--kimg, widths, intervals)
 CONFIGS: dict[str, list[str]] = {
     "seed": ["--preset", "seed"],
@@ -31,22 +33,34 @@ CONFIGS: dict[str, list[str]] = {
     "projected": ["--preset", "stable", "--discriminator", "projected"],
     "fastgan-projected": ["--preset", "stable", "--arch", "fastgan", "--discriminator", "projected"],
     "fastgan-stable": ["--preset", "stable", "--arch", "fastgan"],
+    # Vision-aided: the feature term from half-way (HALF: half the run's steps), weight 0.1
+    "ensemble": ["--preset", "stable", "--discriminator", "ensemble", "--feature-start", "HALF"],
 }
+BATCH = 64  # the stable preset's; the seed's 128 only changes its step count
 
 
 def train(ds: Path, run: Path, options: list[str], kimg: float, width: int, extra: list[str]) -> float:
-    """Train one run from scratch; -> wall seconds of the training process."""
+    """Train one run from scratch (unless --reuse finds it done); -> wall seconds of the training process."""
+    done = run / "bench-train.json"
+    if REUSE and done.is_file():
+        return json.loads(done.read_text())["train_s"]
     t0 = time.perf_counter()
-    every = max(1, int(kimg * 1000 / 64 / 8))  # about 8 grids and checkpoints per run at batch 64
+    steps = int(kimg * 1000 / BATCH)
+    every = max(1, steps // 8)  # about 8 grids and checkpoints per run
+    options = [str(steps // 2) if o == "HALF" else o for o in options]
     subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(run), *options, "--kimg", str(kimg),
                                 "--ngf", str(width), "--ndf", str(width), "--log-every", "10",
                                 "--sample-every", str(every), "--checkpoint-every", str(every),
                                 "--no-tensorboard", "--force", *extra], check=True)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    done.write_text(json.dumps({"train_s": seconds}))
+    return seconds
 
 
 def evaluate(run: Path, ds: Path, n: int) -> dict:
     out = run / "bench-eval.json"
+    if REUSE and out.is_file():
+        return json.loads(out.read_text())
     subprocess.run(POSTERGEN + ["evaluate", str(run), "--data", str(ds), "--n", str(n), "--seed", "0",
                                 "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
@@ -57,7 +71,7 @@ def summary(r: dict) -> dict:
     m = r["metrics"] if "metrics" in r else r
     return {"fd": m["fd"]["value"], "kid": m["kid"]["mean"], "precision": m["precision"]["value"],
             "recall": m["recall"]["value"], "coverage": m["coverage"]["value"],
-            "perceptual_div": m["perceptual_diversity"]["ratio"], "swd": m["swd"]["value"],
+            "perceptual_div": m["perceptual_diversity"]["ratio"], "swd": m["swd"]["mean"],
             "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"]}
 
 
@@ -88,7 +102,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="posters generated per evaluation")
     parser.add_argument("--extra", default="", help="options added to every run, e.g. '--feature-res 128'")
     parser.add_argument("--figure", type=Path, default=None, help="default: OUT/grids.png")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs and evaluations found in OUT")
     args = parser.parse_args()
+    global REUSE
+    REUSE = args.reuse
     names = args.configs.split(",")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
