@@ -33,7 +33,7 @@ CONFIGS: dict[str, list[str]] = {
     "projected": ["--preset", "stable", "--discriminator", "projected"],
     # FastGAN at ngf = width / 2: its widths run from 16x ngf at 4 px to 2x at 64 px, so its last map is
     # as wide as DCGAN's at ngf = width (at width 32: 72 img/s with this D at 64 px on 2 cores)
-    "fastgan-projected": ["--preset", "stable", "--arch", "fastgan", "--discriminator", "projected", "--ngf", "HALFWIDTH"],
+    "fastgan-projected": ["--preset", "projected", "--ngf", "HALFWIDTH"],
     "fastgan-stable": ["--preset", "stable", "--arch", "fastgan"],
     # Vision-aided: the feature term from half-way (HALF: half the run's steps), weight 0.1
     "ensemble": ["--preset", "stable", "--discriminator", "ensemble", "--feature-start", "HALF"],
@@ -78,20 +78,21 @@ def summary(r: dict) -> dict:
             "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"]}
 
 
-def figure(runs: dict[str, Path], path: Path) -> None:
-    """Each run's last fixed-noise grid, labelled, one above the other."""
+def figure(runs: dict[str, Path], path: Path, per_row: int = 3) -> None:
+    """Each run's last fixed-noise grid, labelled, side by side (per_row to a row)."""
     tiles = []
     for name, run in runs.items():
         grid = Image.open(sorted((run / "samples").glob("step-*.png"))[-1]).convert("RGB")
-        tile = Image.new("RGB", (grid.width, grid.height + 18), "white")
+        kimg = final_row(run)["kimg"]
+        tile = Image.new("RGB", (grid.width + 8, grid.height + 18), "white")
         tile.paste(grid, (0, 18))
-        ImageDraw.Draw(tile).text((4, 3), name, fill="black")
+        ImageDraw.Draw(tile).text((4, 3), f"{name} ({kimg:.0f} kimg)", fill="black")
         tiles.append(tile)
-    out = Image.new("RGB", (max(t.width for t in tiles), sum(t.height for t in tiles)), "white")
-    y = 0
-    for tile in tiles:
-        out.paste(tile, (0, y))
-        y += tile.height
+    w, h = max(t.width for t in tiles), max(t.height for t in tiles)
+    rows = (len(tiles) + per_row - 1) // per_row
+    out = Image.new("RGB", (w * min(per_row, len(tiles)), h * rows), "white")
+    for i, tile in enumerate(tiles):
+        out.paste(tile, ((i % per_row) * w, (i // per_row) * h))
     path.parent.mkdir(parents=True, exist_ok=True)
     out.save(path)
 
@@ -131,7 +132,9 @@ def main() -> None:
         runs[name] = args.out / f"stable-equal-{args.equal_time}"
         results[name] = {"kimg": kimg, "train_s": train(ds, runs[name], CONFIGS["stable"], kimg, args.width, extra)}
     for name, run in runs.items():
-        results[name].update(img_per_s=final_row(run)["img_per_s"], **summary(evaluate(run, ds, args.n, args.eval_device)))
+        row = final_row(run)  # what the run really saw (a reused run keeps its own length)
+        results[name].update(kimg=row["kimg"], img_per_s=row["img_per_s"],
+                             **summary(evaluate(run, ds, args.n, args.eval_device)))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     cols = ["kimg", "train_s", "img_per_s", "fd", "kid", "precision", "recall", "coverage", "perceptual_div",
             "swd", "pixel_div", "copies"]

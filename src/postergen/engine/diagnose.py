@@ -57,7 +57,8 @@ ADVICE_D = ("try --preset stable (hinge loss, spectral norm, R1, DiffAugment), o
 ADVICE_COLLAPSE = ("keep a checkpoint from before the drop (checkpoints/step-*.pt still sample and export; only the "
                    "last --keep-checkpoints stay, so copy it now), then start again with --force and a lower --lr-g "
                    "and --lr-d (half, say), keeping --augment color,translation,cutout and --minibatch-std on, or use "
-                   "--preset stable (--resume keeps a run's learning rates)")
+                   "--preset stable (--resume keeps a run's learning rates); with --discriminator projected, "
+                   "use --arch fastgan (the DCGAN generator collapsed under it in every measured setting)")
 
 
 def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
