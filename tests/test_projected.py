@@ -106,12 +106,9 @@ def test_projected_d_at_2_3_keeps_the_aspect():
     assert D(torch.randn(2, 3, 96, 64)).shape[0] == 2
 
 
-def _args(**kw) -> dict:
-    return tiny_train_args(arch="fastgan", discriminator="projected", feature_res=64, r1_gamma=0.0, **kw)
-
-
 def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
-    cfg = from_preset("stable", **_args(**kw))
+    cfg = from_preset("projected", **tiny_train_args(r1_gamma=0.0, **kw))
+    assert (cfg.arch, cfg.discriminator, cfg.feature_res) == ("fastgan", "projected", 64)
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 

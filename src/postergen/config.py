@@ -179,8 +179,8 @@ MODEL_OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name in Mo
 PRESETS: dict[str, dict] = {
     "stable": {},
     # stable's losses and optimiser with FastGAN's G and the projected D; DCGAN's G collapsed under
-    # this D in every measured setting, FastGAN's did not (docs/training.md). Lite0 at 64 px: 3.4x
-    # cheaper per image than at 128 and 8x than at 224 on a 2-core CPU.
+    # this D in every measured setting, FastGAN's did not (docs/training.md). Lite0 at 64 px: steps
+    # 2.9x faster than at 128 px and 9.5x than at 224 on a 2-core CPU.
     "projected": dict(arch="fastgan", discriminator="projected", feature_res=64),
     "seed": dict(
         batch=128, conditional=False, **SEED_MODEL,
