@@ -75,7 +75,9 @@ def summary(r: dict) -> dict:
     return {"fd": m["fd"]["value"], "kid": m["kid"]["mean"], "precision": m["precision"]["value"],
             "recall": m["recall"]["value"], "coverage": m["coverage"]["value"],
             "perceptual_div": m["perceptual_diversity"]["ratio"], "swd": m["swd"]["mean"],
-            "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"]}
+            "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"],
+            # the genre classifier's top-1 on generated posters (chance 1/genres); NaN when unconditional
+            "genre_top1": m["genre"].get("fake_top1", float("nan"))}
 
 
 def figure(runs: dict[str, Path], path: Path, per_row: int = 3) -> None:
@@ -137,7 +139,7 @@ def main() -> None:
                              **summary(evaluate(run, ds, args.n, args.eval_device)))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     cols = ["kimg", "train_s", "img_per_s", "fd", "kid", "precision", "recall", "coverage", "perceptual_div",
-            "swd", "pixel_div", "copies"]
+            "swd", "pixel_div", "copies", "genre_top1"]
     lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3g}" for c in cols) + " |")
