@@ -142,3 +142,29 @@ def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
     with torch.no_grad():
         assert G(torch.randn(2, 100)).shape == (2, 3, 64, 64)
     assert registry.generator(json.loads((run / "config.json").read_text())).__class__ is FastGAN
+
+    code, _, err = cli("evaluate", run, "--data", data, "--n", "16", "--metrics", "swd,diversity")
+    assert code == 0, err
+    assert json.loads((run / "eval.json").read_text())["metrics"]["swd"]["mean"] > 0
+    code, _, err = cli("report", run)
+    assert code == 0, err
+    assert "fastgan" in (run / "report.html").read_text()
+
+    from test_web import decode, post
+    from postergen.web.app import create_app, running
+
+    with running(create_app(run, device="cpu")) as base:  # the studio, over real HTTP
+        status, body = post(base, "/api/generate", {"genres": [open_dataset(data).genres[0]], "seed": 3, "n": 2})
+    assert status == 200, body
+    assert [decode(p["url"]).size for p in body["images"]] == [(64, 64), (64, 64)]
+
+
+def test_torchrun_two_ranks_train_the_projected_preset(tiny_dataset, tmp_path):
+    from test_distributed import TINY, _postergen
+
+    run = tmp_path / "run"
+    done = _postergen("train", str(tiny_dataset), "-o", str(run), "--preset", "projected", "--steps", "2", *TINY,
+                      torchrun=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = json.loads((run / "ddp.json").read_text())
+    assert ddp["world_size"] == 2 and ddp["fingerprints"][0] == ddp["fingerprints"][1]
