@@ -1,4 +1,4 @@
-"""Watching a run: metric lines, the loss-curve PNG, the seed's failure mode and mode collapse."""
+"""Watching a run: metric lines, the seed's failure mode and mode collapse (loss.png: GANTask.plot)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 from collections import deque
 from pathlib import Path
 
-from postergen.engine.plots import loss_plot
 from postergen.files import write_atomic
 from postergen.engine.diagnose import ADVICE_D, Thresholds, d_overpowering, diversity_drops
 
@@ -26,13 +25,6 @@ def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
         rows = [r for r in rows if r["step"] <= up_to_step]
         write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))  # a full disk keeps the old file
     return rows
-
-
-def plot_metrics(rows: list[dict], path: Path) -> None:
-    """loss.png: the report's loss figure (losses, D's outputs, sample diversity; problems shaded), written atomically."""
-    if not rows:
-        return
-    write_atomic(path, loss_plot(rows, d_overpowering(rows) + diversity_drops(rows)))
 
 
 class FailureWatch:
