@@ -262,6 +262,20 @@ def check_augment(policy: str) -> None:
         raise ValueError(f"--augment {policy!r}: unknown policy {', '.join(unknown)}; {choose}")
 
 
+def check_run_options(cfg, intervals: tuple[str, ...]) -> None:
+    """The options every kind of training run has (GAN and SR alike): seed, device, precision, its
+    `*_every` intervals (in steps) and the checkpoints kept. ValueError as check_range's."""
+    def limit(name: str, *args, **kw) -> None:
+        check_range(flag(name), getattr(cfg, name), *args, **kw)
+
+    limit("seed", 0, MAX_SEED)
+    check_choice("--device", cfg.device, DEVICES)
+    check_choice("--precision", cfg.precision, PRECISIONS)
+    for name in intervals:
+        limit(name, 1, MAX_STEPS, "steps")
+    limit("keep_checkpoints", 0, MAX_KEEP, "checkpoints")
+
+
 def check(cfg: TrainConfig) -> None:
     """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
     def limit(name: str, *args, **kw) -> None:
@@ -292,9 +306,4 @@ def check(cfg: TrainConfig) -> None:
     limit("ema_kimg", 0.0, None, "kimg")
     limit("ema_rampup", 0.0)
     check_augment(cfg.augment)
-    limit("seed", 0, MAX_SEED)
-    check_choice("--device", cfg.device, DEVICES)
-    check_choice("--precision", cfg.precision, PRECISIONS)
-    for name in ("log_every", "sample_every", "checkpoint_every"):
-        limit(name, 1, MAX_STEPS, "steps")
-    limit("keep_checkpoints", 0, MAX_KEEP, "checkpoints")
+    check_run_options(cfg, ("log_every", "sample_every", "checkpoint_every"))

@@ -85,8 +85,7 @@ MAX_VAL_POSTERS = 1_000_000
 
 def check_sr_train(cfg: SRTrainConfig) -> None:
     """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
-    from postergen.config import (DEVICES, MAX_BATCH, MAX_KEEP, MAX_SEED, MAX_STEPS, PRECISIONS, check_choice,
-                                  check_range, flag)
+    from postergen.config import MAX_BATCH, MAX_STEPS, check_range, check_run_options, flag
 
     def limit(name: str, *args, **kw) -> None:
         check_range(flag(name), getattr(cfg, name), *args, **kw)
@@ -108,12 +107,7 @@ def check_sr_train(cfg: SRTrainConfig) -> None:
     limit("jpeg_min_quality", 1, JPEG_MAX_QUALITY)
     limit("val_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
     limit("val_posters", 0, MAX_VAL_POSTERS, "posters")
-    limit("seed", 0, MAX_SEED)
-    check_choice("--device", cfg.device, DEVICES)
-    check_choice("--precision", cfg.precision, PRECISIONS)
-    for name in ("log_every", "val_every", "checkpoint_every"):
-        limit(name, 1, MAX_STEPS, "steps")
-    limit("keep_checkpoints", 0, MAX_KEEP, "checkpoints")
+    check_run_options(cfg, ("log_every", "val_every", "checkpoint_every"))
 
 
 # ---------------------------------------------------------------------------------------------
