@@ -84,3 +84,30 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run") / "run"
     train(open_dataset(tiny_dataset), run, from_preset("stable", **tiny_train_args(steps=2)), echo=lambda *a: None)
     return run
+
+
+@pytest.fixture
+def data(tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny dataset: evaluation caches features, descriptors and its genre
+    classifier in the dataset folder."""
+    import shutil
+
+    shutil.copytree(tiny_dataset, tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+@pytest.fixture
+def run(tiny_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny run: evaluate writes into the run folder."""
+    import shutil
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def no_cached_inception(tmp_path, monkeypatch):
+    """torch.hub looks in an empty folder, so no Inception weights a user cached change what FID does."""
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from postergen.errors import UserError
 from postergen.evaluate import condition_rows, evaluate, format_table
@@ -21,23 +20,7 @@ FAST = {"swd": SWDConfig(nhoods_per_image=16, dir_repeats=1, dirs_per_repeat=32)
 PIXEL_METRICS = ["swd", "fid", "diversity", "memorization", "genre"]  # the perceptual ones: test_evaluate_perceptual.py
 
 
-@pytest.fixture
-def data(tiny_dataset: Path, tmp_path: Path) -> Path:
-    """A private copy: the genre metric writes its classifier into the dataset folder."""
-    shutil.copytree(tiny_dataset, tmp_path / "ds")
-    return tmp_path / "ds"
-
-
-@pytest.fixture
-def run(tiny_run: Path, tmp_path: Path) -> Path:
-    """A private copy: evaluate writes into the run folder."""
-    shutil.copytree(tiny_run, tmp_path / "run")
-    return tmp_path / "run"
-
-
-@pytest.fixture(autouse=True)
-def no_cached_inception(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+pytestmark = pytest.mark.usefixtures("no_cached_inception")  # data, run: private copies (conftest)
 
 
 def test_evaluate_writes_eval_json_with_every_metric(run: Path, data: Path):
@@ -114,7 +97,6 @@ def test_bad_input_is_a_one_line_user_error(run: Path, data: Path, tmp_path: Pat
 
 
 def test_cli_evaluate_prints_a_table_and_errors_are_one_line(cli, tiny_run, tiny_dataset, tmp_path):
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -3,48 +3,29 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from postergen.engine.checkpoint import step_files
 from postergen.evaluate import DEFAULT_METRICS, evaluate, evaluate_images, format_table
 from postergen.metrics.copies import CopiesConfig
 from postergen.metrics.fd import FDConfig, KIDConfig
-from postergen.metrics.genre import GenreConfig
 from postergen.metrics.perceptual import PerceptualConfig
 from postergen.metrics.prdc import DCConfig, PRConfig
-from postergen.metrics.swd import SWDConfig
 from postergen.report.sections import eval_series, headline
+from test_evaluate import FAST as PIXEL_FAST
+
+pytestmark = pytest.mark.usefixtures("no_cached_inception")  # data, run: private copies (conftest)
 
 SMALL = PerceptualConfig(resolution=64)  # tests only: the documented default is Lite2's native 260 px
-FAST = {"swd": SWDConfig(nhoods_per_image=16, dir_repeats=1, dirs_per_repeat=32),
-        "genre": GenreConfig(epochs=1, channels=8, per_genre=4), "copies": CopiesConfig(resolution=64),
+# the pixel metrics' fast settings, and small ones for the perceptual metrics
+FAST = {**PIXEL_FAST, "copies": CopiesConfig(resolution=64),
         "fd": FDConfig(min_per_genre=3), "kid": KIDConfig(subsets=10, min_per_genre=3),
         "precision": PRConfig(min_per_genre=6), "recall": PRConfig(min_per_genre=6),
         "density": DCConfig(min_per_genre=6), "coverage": DCConfig(min_per_genre=6)}
-
-
-@pytest.fixture
-def data(tiny_dataset: Path, tmp_path: Path) -> Path:
-    """A private copy: features, copy descriptors and the genre classifier are cached in the dataset folder."""
-    shutil.copytree(tiny_dataset, tmp_path / "ds")
-    return tmp_path / "ds"
-
-
-@pytest.fixture
-def run(tiny_run: Path, tmp_path: Path) -> Path:
-    shutil.copytree(tiny_run, tmp_path / "run")
-    return tmp_path / "run"
-
-
-@pytest.fixture(autouse=True)
-def no_cached_inception(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
 
 def test_default_metrics_per_genre_and_json(run: Path, data: Path, tmp_path: Path):
