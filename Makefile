@@ -14,7 +14,8 @@ $(BIN)/postergen: pyproject.toml
 install: $(BIN)/postergen
 
 # About 6 minutes of training on 2 CPU cores without bf16: the stable recipe at half width ran 1,000
-# steps in 5.0 minutes in fp32 (197 img/s, `make demo` 5.5 minutes in all), so 1,100 steps. Stable,
+# steps in 5.0 minutes in fp32 (197 img/s, `make demo` 5.5 minutes in all; `make demo DEMO_TRAIN="--steps
+# 1000 --ngf 32 --ndf 32 --precision fp32"`), so 1,100 steps. Stable,
 # not projected: at equal wall time it was the better grid here (docs/training.md, Projected vs stable).
 DEMO_TRAIN := --steps 1100 --ngf 32 --ndf 32 --sample-every 200 --checkpoint-every 500
 

@@ -4,6 +4,7 @@ The engine's own step (build, Stepper, one D and one G update, EMA, DiffAugment)
 dataset, the stable preset otherwise; no sampling, checkpoints or logging in the timed steps.
 
     python benchmarks/gan_speed.py --data demo/dataset               # 2-core CPU, 64 px, ngf = ndf = 32
+    python benchmarks/gan_speed.py --data demo/dataset --precision fp32 --only "(stable),(ngf 16) + projected D @ 64"
     python benchmarks/gan_speed.py --data DATASET --device cuda --width 64 --steps 50
 """
 
@@ -62,12 +63,16 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="ngf = ndf unless a pairing sets its own")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated substrings: time only the pairings they match")
     args = parser.parse_args()
+    wanted = [w for w in args.only.split(",") if w]
     ds = open_dataset(args.data)
     device = torch.device(args.device)
     print(f"| pairing ({ds.meta['size'][0]}x{ds.meta['size'][1]} px, {args.device}, {args.precision}) | img/s |")
     print("|---|---|")
     for label, options in PAIRS:
+        if wanted and not any(w in label for w in wanted):
+            continue
         options = {"ngf": args.width, "ndf": args.width, **options}
         print(f"| {label} | {speed(ds, device, args.steps, args.warmup, args.precision, **options):.0f} |", flush=True)
 
