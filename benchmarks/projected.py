@@ -35,6 +35,8 @@ CONFIGS: dict[str, list[str]] = {
     # as wide as DCGAN's at ngf = width (at width 32: 72 img/s with this D at 64 px on 2 cores)
     "fastgan-projected": ["--preset", "projected", "--ngf", "HALFWIDTH"],
     "fastgan-stable": ["--preset", "stable", "--arch", "fastgan"],
+    # FastGAN's own pair: its G and its self-supervised D (reconstruction decoders), stable's loss and optimiser
+    "fastgan": ["--preset", "stable", "--arch", "fastgan", "--discriminator", "fastgan", "--ngf", "HALFWIDTH"],
     # Vision-aided: the feature term from half-way (HALF: half the run's steps), weight 0.1
     "ensemble": ["--preset", "stable", "--discriminator", "ensemble", "--feature-start", "HALF"],
 }

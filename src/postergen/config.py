@@ -32,7 +32,7 @@ _f = doc_field
 
 D_NORMS = ("batch", "none")
 GENERATORS = ("dcgan", "fastgan")  # models/registry.py's gan architectures (named by their generator)
-DISCRIMINATORS = ("dcgan", "projected", "ensemble")
+DISCRIMINATORS = ("dcgan", "projected", "ensemble", "fastgan")
 FEATURE_RES = (64, 512)  # the projected D's input range in pixels (width; a multiple of 32)
 MIN_WIDTH, MAX_WIDTH = 32, 256
 # Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
@@ -59,7 +59,8 @@ class ModelConfig:
     minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
     discriminator: str = _f("dcgan", "D: dcgan (learns its own features), projected (judges through a "
                                      "frozen ImageNet EfficientNet-Lite0; Projected GAN) or ensemble (both side "
-                                     "by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN)")
+                                     "by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN) "
+                                     "or fastgan (FastGAN's, kept from overfitting by reconstructing real images)")
     feature_res: int = _f(224, "projected and ensemble D: width in pixels images are resized to before the "
                                "frozen network (its ImageNet size is 224), a multiple of 32")
 

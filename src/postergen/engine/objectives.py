@@ -2,10 +2,12 @@
 the augmentation D sees, and which parameters train.
 
 The math lives in losses.py (pure functions of logits) and augment.py (DiffAugment); this module
-picks them from a TrainConfig once. A D of one part returns one logit tensor; the ensemble D
-(models/ensemble.py) returns (base, features) on steps with the feature term, and the losses combine
-as loss(base) + feature_weight * loss(features), in D's objective and in G's. Parameters with requires_grad=False (a frozen pretrained
-backbone) are never given to an optimiser and never switched on by a step.
+picks them from a TrainConfig once. A D returns one logit tensor or a Verdict (models/verdict.py):
+the ensemble D's second part (its feature D, on steps with the feature term) combines as
+loss(logits) + feature_weight * loss(features) in D's objective and in G's; a D's own auxiliary loss
+(FastGAN D's reconstruction of real images) is added to D's objective as it is. Parameters with
+requires_grad=False (a frozen pretrained backbone) are never given to an optimiser and never switched
+on by a step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterator, Union
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -21,13 +23,7 @@ from torch import nn
 from postergen.config import TrainConfig
 from postergen.engine.augment import diff_augment
 from postergen.engine.losses import DLoss, GLoss, bce_d, get_loss
-
-Logits = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # one part's, or (base, features)
-
-
-def base(logits: Logits) -> torch.Tensor:
-    """The base part's logits: D's statistics and R1 are about these."""
-    return logits[0] if isinstance(logits, tuple) else logits
+from postergen.models.verdict import Judged, verdict
 
 
 @dataclass
@@ -38,18 +34,23 @@ class Objective:
     r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
     feature_weight: float = 0.0  # the ensemble D's feature part: weight w of its loss
 
-    def d_total(self, real: Logits, fake: Logits) -> torch.Tensor:
-        """D's loss: loss(base) [+ w * loss(features) when D returned both parts]."""
-        loss = self.d_loss(base(real), base(fake))
-        if isinstance(real, tuple):
-            loss = loss + self.feature_weight * self.d_loss(real[1], fake[1])
+    def d_total(self, real: Judged, fake: Judged) -> torch.Tensor:
+        """D's loss: loss(logits) [+ w * loss(features)] [+ D's auxiliary losses]."""
+        real, fake = verdict(real), verdict(fake)
+        loss = self.d_loss(real.logits, fake.logits)
+        if real.features is not None:
+            loss = loss + self.feature_weight * self.d_loss(real.features, fake.features)
+        for v in (real, fake):
+            if v.aux is not None:
+                loss = loss + v.aux
         return loss
 
-    def g_total(self, fake: Logits) -> torch.Tensor:
-        """G's loss: loss(base) [+ w * loss(features) when D returned both parts]."""
-        loss = self.g_loss(base(fake))
-        if isinstance(fake, tuple):
-            loss = loss + self.feature_weight * self.g_loss(fake[1])
+    def g_total(self, fake: Judged) -> torch.Tensor:
+        """G's loss: loss(logits) [+ w * loss(features)]; D's auxiliary losses are D's alone."""
+        fake = verdict(fake)
+        loss = self.g_loss(fake.logits)
+        if fake.features is not None:
+            loss = loss + self.feature_weight * self.g_loss(fake.features)
         return loss
 
     @classmethod

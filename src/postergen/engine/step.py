@@ -37,9 +37,10 @@ from torch import nn
 
 from postergen.config import TrainConfig
 from postergen.engine.losses import r1_penalty
-from postergen.engine.objectives import Logits, Objective, base, frozen, trainable
+from postergen.engine.objectives import Objective, frozen, trainable
 from postergen.engine.runtime import Dist, autocast
 from postergen.errors import TrainingDiverged, UserError
+from postergen.models.verdict import Verdict, verdict
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Stepper:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
         self.images_per_step = cfg.batch * world
         self.obj = Objective.from_config(cfg)
-        self.ensemble = cfg.discriminator == "ensemble"  # D takes `features=` and may return two parts
+        self.d_options = getattr(m.D, "STEP_OPTIONS", ())  # what D's forward takes besides (x, genres)
         self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
@@ -90,9 +91,12 @@ class Stepper:
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, features: bool) -> Logits:
-        """D's logits for x: the ensemble D's (base, features) with the feature term, else one tensor."""
-        return D(x, genres, features=features) if self.ensemble else D(x, genres)
+    def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, features: bool = False,
+               reconstruct: bool = False) -> Verdict:
+        """D's verdict on x. features: the ensemble's feature term counts; reconstruct: x is real, and a
+        self-supervised D (FastGAN's) also returns its reconstruction loss. A D gets the options it takes."""
+        options = {k: v for k, v in (("features", features), ("reconstruct", reconstruct)) if k in self.d_options}
+        return verdict(D(x, genres, **options))
 
     def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool,
                  features: bool = False) -> tuple[torch.Tensor, ...]:
@@ -100,9 +104,9 @@ class Stepper:
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            logits_real = self._judge(m.D_train, self.obj.augment(real), genres, features)  # (B,) [, (B, n)]
-            logits_fake = self._judge(m.D_train, self.obj.augment(fake), genres, features)
-            loss = self.obj.d_total(logits_real, logits_fake)
+            real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, reconstruct=True)
+            fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, features)
+            loss = self.obj.d_total(real_v, fake_v)
         if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
@@ -111,13 +115,13 @@ class Stepper:
             # the frozen network it looks through (as in Vision-aided GAN), and a double backward
             # through that network would cost more than the rest of the step.
             x = real.detach().requires_grad_(True)
-            penalty = r1_penalty(self._judge(m.D, self.obj.augment(x), genres, False).float(), x)
+            penalty = r1_penalty(self._judge(m.D, self.obj.augment(x), genres).logits.float(), x)
             loss = loss + self.obj.r1_weight * penalty
         m.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         m.opt_d.step()
-        return loss.detach(), torch.sigmoid(base(logits_real).detach().float()).mean(), \
-            torch.sigmoid(base(logits_fake).detach().float()).mean()
+        return loss.detach(), torch.sigmoid(real_v.logits.detach().float()).mean(), \
+            torch.sigmoid(fake_v.logits.detach().float()).mean()
 
     def g_update(self, batch: int, genres: torch.Tensor | None, features: bool = False) -> torch.Tensor:
         m = self.m
@@ -150,7 +154,7 @@ class Stepper:
         cfg = self.cfg
         d = step % cfg.d_every == 0
         r1 = d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
-        return d, r1, self.ensemble and self.obj.feature_weight > 0 and step >= cfg.feature_start
+        return d, r1, "features" in self.d_options and self.obj.feature_weight > 0 and step >= cfg.feature_start
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.run(self.kind(step), real, genres, self.ema_weight(step))

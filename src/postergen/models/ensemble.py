@@ -6,8 +6,8 @@ Two discriminators side by side on the same (augmented) image:
               own features from the pixels;
     features: the projected D (models/projected.py), judging through the frozen EfficientNet-Lite0.
 
-forward(x, genres, features=True) returns both parts' logits, (base (B,), features (B, n)), and
-only the base's with features=False, so a step that leaves the feature term out runs nothing of
+forward(x, genres, features=True) returns both parts' logits, Verdict(base (B,), features (B, n)),
+and only the base's with features=False, so a step that leaves the feature term out runs nothing of
 it. How the parts combine is the objective's business: loss = loss(base) + w * loss(features)
 (engine/objectives.py), from the step `feature_start` on (engine/step.py); D's statistics and R1
 use the base alone.
@@ -24,10 +24,13 @@ from torch import nn
 from postergen.config import ModelConfig
 from postergen.models import dcgan
 from postergen.models.projected import ProjectedDiscriminator
+from postergen.models.verdict import Judged, Verdict
 
 
 class EnsembleDiscriminator(nn.Module):
-    """image in [-1, 1] (+ genres) -> (base logits (B,), feature logits (B, n)), or the base's alone."""
+    """image in [-1, 1] (+ genres) -> Verdict(base logits (B,), feature logits (B, n)), or the base's alone."""
+
+    STEP_OPTIONS = ("features",)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -36,6 +39,6 @@ class EnsembleDiscriminator(nn.Module):
         self.features = ProjectedDiscriminator(cfg)
 
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None,
-                features: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                features: bool = True) -> Judged:
         base = self.base(x, genres)
-        return (base, self.features(x, genres)) if features else base
+        return Verdict(base, features=self.features(x, genres)) if features else base

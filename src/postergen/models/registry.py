@@ -21,17 +21,18 @@ from postergen.models.projected import ProjectedDiscriminator
 # A gan architecture is named by its generator (what every reader rebuilds); the discriminator, used
 # only in training, is the model config's `discriminator` field.
 DISCRIMINATORS = {"dcgan": dcgan.Discriminator, "projected": ProjectedDiscriminator,
-                  "ensemble": EnsembleDiscriminator}
+                  "ensemble": EnsembleDiscriminator, "fastgan": fastgan.Discriminator}
 
 
 def _gan(generator: Callable[[Any], nn.Module]) -> Callable[[Any], tuple[nn.Module, nn.Module]]:
     def build(cfg: Any) -> tuple[nn.Module, nn.Module]:
-        """(G, D) for cfg. DCGAN-family layers get the tutorial's N(0, 0.02) init; the projected D keeps
-        PyTorch's default init, as its reference does (its frozen parts are drawn, not learned), also
-        as the ensemble's feature part, whose base part is initialised like the dcgan D."""
+        """(G, D) for cfg. DCGAN-family and FastGAN layers get the tutorial's N(0, 0.02) init (FastGAN's
+        reference uses the same); the projected D keeps PyTorch's default init, as its reference does
+        (its frozen parts are drawn, not learned), also as the ensemble's feature part, whose base part
+        is initialised like the dcgan D."""
         G, D = generator(cfg), DISCRIMINATORS[cfg.discriminator](cfg)
         G.apply(dcgan.init_weights)
-        if cfg.discriminator == "dcgan":
+        if cfg.discriminator in ("dcgan", "fastgan"):
             D.apply(dcgan.init_weights)
         elif cfg.discriminator == "ensemble":
             D.base.apply(dcgan.init_weights)
