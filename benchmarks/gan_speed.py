@@ -31,6 +31,9 @@ PAIRS = [  # (label, options)
                                                "feature_res": 64}),
     ("fastgan G (ngf 16) + projected D @ 128", {"arch": "fastgan", "ngf": 16, "discriminator": "projected",
                                                 "feature_res": 128}),
+    ("fastgan G (ngf 16) + fastgan D", {"arch": "fastgan", "ngf": 16, "discriminator": "fastgan"}),
+    ("fastgan G (ngf 16) + fastgan D (ndf 16)", {"arch": "fastgan", "ngf": 16, "discriminator": "fastgan",
+                                                "ndf": 16}),
     ("dcgan G + ensemble D @ 64 (feature term on)", {"discriminator": "ensemble", "feature_res": 64,
                                                      "feature_start": 0}),
 ]

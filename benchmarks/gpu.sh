@@ -16,8 +16,9 @@ $PY benchmarks/train_speed.py --device cuda --batch 128 --steps 200 --warmup 20 
 $PY benchmarks/train_speed.py --device cuda --batch 2048 --steps 50 --warmup 10 --peak-tflops 790 --skip-reference --cuda-graph
 $PY benchmarks/train_speed.py --device cuda --res 128 --batch 512 --steps 50 --warmup 10 --peak-tflops 790 --skip-reference --cuda-graph
 $PY benchmarks/sample_speed.py --n 10000 --device cuda
-# Stable vs FastGAN + projected D at 128 px, equal images (100k each; a few minutes each on one H200),
+# Stable vs FastGAN + projected D vs FastGAN's own pair at 128 px, equal images (100k each; a few
+# minutes each on one H200),
 # evaluated on the GPU; metrics table in $OUT/projected128/results.md, grids in $OUT/projected128/grids.png.
 OUT=${OUT:-out}
 $PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 --kimg 100 --width 64 \
-    --configs stable,fastgan-projected --extra "--device cuda" --eval-device cuda --n 5000
+    --configs stable,fastgan-projected,fastgan --extra "--device cuda" --eval-device cuda --n 5000

@@ -34,6 +34,8 @@ CONFIGS: dict[str, list[str]] = {
     # FastGAN at ngf = width / 2: its widths run from 16x ngf at 4 px to 2x at 64 px, so its last map is
     # as wide as DCGAN's at ngf = width (at width 32: 72 img/s with this D at 64 px on 2 cores)
     "fastgan-projected": ["--preset", "projected", "--ngf", "HALFWIDTH"],
+    # ... with genres also in every upsampling block's BatchNorm (the reference's conditional FastGAN)
+    "fastgan-projected-genre-bn": ["--preset", "projected", "--ngf", "HALFWIDTH", "--genre-bn"],
     "fastgan-stable": ["--preset", "stable", "--arch", "fastgan"],
     # FastGAN's own pair: its G and its self-supervised D (reconstruction decoders), stable's loss and optimiser
     "fastgan": ["--preset", "stable", "--arch", "fastgan", "--discriminator", "fastgan", "--ngf", "HALFWIDTH"],

@@ -84,7 +84,7 @@ def test_static_step_matches_plain_step(tiny_dataset: Path):
     assert {stepper.kind(s) for s in range(6)} == {(True, False, False), (False, False, False), (True, True, False)}
     assert all(torch.equal(a, b) for a, b in zip(plain, static_p))
     assert torch.equal(plain_sums, static_sums) and torch.equal(plain_counts, static_counts)
-    assert plain_counts.tolist() == [3, 6, 3, 3]  # D statistics on D steps only, G's on every step
+    assert plain_counts.tolist() == [3, 6, 3, 3, 0, 0, 0]  # D statistics on D steps only, G's on every step; no parts
 
 
 def test_cuda_graph_needs_cuda(cli, tiny_dataset: Path, tmp_path: Path):

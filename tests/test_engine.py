@@ -213,8 +213,8 @@ def test_model_options_have_one_default_and_doc():
 
     model = {f.name: f for f in dataclasses.fields(ModelConfig)}
     train = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    assert set(MODEL_OPTIONS) == {"z_dim", "ngf", "ndf", "max_channels", "genre_dim", "d_norm", "spectral_norm",
-                                  "minibatch_std", "discriminator", "feature_res"}
+    assert set(MODEL_OPTIONS) == {"z_dim", "ngf", "ndf", "max_channels", "genre_dim", "genre_bn", "d_norm",
+                                  "spectral_norm", "minibatch_std", "discriminator", "feature_res"}
     for name in MODEL_OPTIONS:
         assert (train[name].default, train[name].metadata["doc"]) == (model[name].default, model[name].metadata["doc"])
     assert TrainConfig().model_config(64, 64, 0) == ModelConfig()  # the stable preset's model is the default model

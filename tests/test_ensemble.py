@@ -53,29 +53,32 @@ def test_the_loss_is_the_base_loss_plus_w_times_the_feature_loss():
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)  # the same weights and spectral-norm vectors
     torch.manual_seed(1)
-    loss_d, d_real, _ = stepper.d_update(real, genres, r1=False, features=True)
+    stats = stepper.d_update(real, genres, r1=False, features=True)
     torch.manual_seed(1)  # the same noise and augmentation, by hand
     with torch.no_grad():
         fake = G(torch.randn(8, stepper.cfg.z_dim), genres)
     on_real, on_fake = D(augment(real), genres), D(augment(fake), genres)
     base, feats = hinge_d(on_real[0], on_fake[0]), hinge_d(on_real[1], on_fake[1])
-    assert torch.equal(loss_d, (base + 0.3 * feats).detach())
-    assert feats.abs() > 0 and not torch.equal(loss_d, base.detach())
-    assert torch.equal(d_real, torch.sigmoid(on_real[0].detach()).mean())  # statistics: the base D's
+    assert torch.equal(stats["loss_d"], (base + 0.3 * feats).detach())
+    assert feats.abs() > 0 and not torch.equal(stats["loss_d"], base.detach())
+    assert torch.equal(stats["loss_d_features"], feats.detach())  # logged beside the total, unweighted
+    assert torch.equal(stats["d_real"], torch.sigmoid(on_real[0].detach()).mean())  # statistics: the base D's
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(2)
-    loss_g = stepper.g_update(8, genres, features=True)
+    stats = stepper.g_update(8, genres, features=True)
     torch.manual_seed(2)
     out = D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres)
-    assert torch.equal(loss_g, (hinge_g(out[0]) + 0.3 * hinge_g(out[1])).detach())
+    assert torch.equal(stats["loss_g"], (hinge_g(out[0]) + 0.3 * hinge_g(out[1])).detach())
+    assert torch.equal(stats["loss_g_features"], hinge_g(out[1]).detach())
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(3)
-    loss_g = stepper.g_update(8, genres, features=False)  # before the start: the base D alone
+    stats = stepper.g_update(8, genres, features=False)  # before the start: the base D alone
     torch.manual_seed(3)
     out = D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres, features=False)
-    assert isinstance(out, torch.Tensor) and torch.equal(loss_g, hinge_g(out).detach())
+    assert isinstance(out, torch.Tensor) and torch.equal(stats["loss_g"], hinge_g(out).detach())
+    assert "loss_g_features" not in stats
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -155,6 +158,12 @@ def test_resume_is_bit_exact_across_feature_start(ensemble_run, tiny_dataset, tm
     assert any("--feature-start 3 is not before the run's end" in line for line in said)
     assert _train(tiny_dataset, tmp_path / "split", steps=4, resume=True)["step"] == 4
     _assert_same(_weights(ensemble_run), _weights(tmp_path / "split"))
+
+
+def test_the_feature_parts_are_logged_once_they_count(ensemble_run):
+    rows = {r["step"]: r for r in map(json.loads, (ensemble_run / "metrics.jsonl").read_text().splitlines())}
+    assert not {"loss_d_features", "loss_g_features"} & rows[2].keys()  # steps 0-1: before --feature-start 3
+    assert rows[4]["loss_d_features"] > 0 and rows[4]["loss_g_features"] != 0  # step 3 had them
 
 
 def test_checkpoints_hold_no_frozen_network(ensemble_run):

@@ -78,23 +78,25 @@ def test_d_loss_is_the_hinge_plus_the_reconstruction_of_real_images_and_g_ignore
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(1)
-    loss_d, d_real, _ = stepper.d_update(real, genres, r1=False)
+    stats = stepper.d_update(real, genres, r1=False)
     torch.manual_seed(1)  # the same noise, augmentation and quarters, by hand
     with torch.no_grad():
         fake = G(torch.randn(8, stepper.cfg.z_dim), genres)
     on_real = D(augment(real), genres, reconstruct=True)
     on_fake = D(augment(fake), genres)
     assert isinstance(on_fake, torch.Tensor)  # fakes are never reconstructed
-    assert torch.equal(loss_d, (hinge_d(on_real.logits, on_fake) + on_real.aux).detach())
-    assert on_real.aux > 0 and torch.equal(d_real, torch.sigmoid(on_real.logits.detach()).mean())
+    assert torch.equal(stats["loss_d"], (hinge_d(on_real.logits, on_fake) + on_real.aux).detach())
+    assert torch.equal(stats["loss_recon"], on_real.aux.detach())  # logged beside the total
+    assert on_real.aux > 0 and torch.equal(stats["d_real"], torch.sigmoid(on_real.logits.detach()).mean())
     decoders = [p for n, p in m.D.named_parameters() if n.startswith("decode_")]
     assert decoders and all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoders)
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(2)
-    loss_g = stepper.g_update(8, genres)
+    stats = stepper.g_update(8, genres)
     torch.manual_seed(2)
-    assert torch.equal(loss_g, hinge_g(D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres)).detach())
+    fake = G(torch.randn(8, stepper.cfg.z_dim), genres)
+    assert stats.keys() == {"loss_g"} and torch.equal(stats["loss_g"], hinge_g(D(augment(fake), genres)).detach())
 
 
 def test_the_decoders_learn_to_reconstruct_real_images():
@@ -125,6 +127,8 @@ def test_a_run_resumes_bit_exactly_and_samples(tiny_dataset, tmp_path, cli):
     state = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
     assert state["config"]["model"]["discriminator"] == "fastgan"
     assert any(k.startswith("decode_quarter.") for k in state["D"])
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss_recon"] > 0 for r in rows if "loss_d" in r)  # the reconstruction, logged
     code, _, err = cli("sample", tmp_path / "straight", "-o", tmp_path / "samples", "--n", "4", "--seed", "0")
     assert code == 0, err
     from PIL import Image

@@ -100,6 +100,29 @@ def test_fastgan_shapes_square_and_2_3(height, width):
     assert len(G.sle) == {64: 1, 128: 2, 256: 3}[width]  # skip-layer excitation from 64 px up
 
 
+def test_fastgan_genre_bn_conditions_every_block_from_the_start():
+    """--genre-bn: genres set the BatchNorm gain and bias of every upsampling block (the reference's
+    conditional FastGAN); without it, a freshly initialised G barely depends on its genres."""
+    from postergen.models.dcgan import init_weights
+    from postergen.models.fastgan import GenreBatchNorm
+
+    z, genres = torch.randn(4, 100), torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    effect = {}
+    for genre_bn in (False, True):
+        torch.manual_seed(0)
+        G = FastGAN(ModelConfig(ngf=8, n_genres=3, genre_bn=genre_bn))
+        G.apply(init_weights)  # the registry's init: it must leave the genre code's scale alone
+        G(torch.randn(16, 100), genres.repeat(4, 1))  # BatchNorm statistics from a batch
+        G.eval()
+        with torch.no_grad():
+            effect[genre_bn] = (G(z, genres) - G(z, genres.roll(1, 0))).abs().mean().item()
+            assert torch.equal(G(z, None), G(z, torch.zeros(4, 3)))  # no genre = the zero code
+        blocks = [m for m in G.modules() if isinstance(m, GenreBatchNorm)]
+        assert len(blocks) == (len(G.sizes) if genre_bn else 0)
+    assert effect[True] > 100 * effect[False], effect
+    assert not FastGAN(ModelConfig(ngf=4, n_genres=0, genre_bn=True)).genre_bn  # unconditional: nothing to add
+
+
 def test_projected_d_at_2_3_keeps_the_aspect():
     D = _projected(height=96, width=64, feature_res=64)
     assert D.res == (96, 64)

@@ -74,6 +74,7 @@ def test_run_folder_contents(tiny_dataset: Path, tmp_path: Path):
     assert grid.size == (8 * 34 + 2, len(genres) * 34 + 2)  # one row of 8 per genre, 2 px padding
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "epoch", "kimg", "loss_d", "loss_g", "d_real", "d_fake", "img_per_s", "lr_g", "lr_d"} <= rows[0].keys()
+    assert not {"loss_d_features", "loss_g_features", "loss_recon"} & rows[0].keys()  # parts of other Ds only
     assert rows[-1]["kimg"] == 4 * 8 / 1000
     assert Image.open(run / "loss.png").size[0] > 100
     state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
@@ -111,9 +112,9 @@ def test_nan_loss_stops_with_the_step(tiny_dataset: Path, tmp_path: Path, monkey
     original = Stepper.g_update
 
     def poisoned(self, *args):
-        loss = original(self, *args)
+        stats = original(self, *args)
         self.g_calls = getattr(self, "g_calls", 0) + 1
-        return loss * float("nan") if self.g_calls >= 3 else loss
+        return stats | {"loss_g": stats["loss_g"] * float("nan")} if self.g_calls >= 3 else stats
 
     monkeypatch.setattr(Stepper, "g_update", poisoned)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 3.*last good checkpoint: step 2"):

@@ -54,6 +54,8 @@ class ModelConfig:
     max_channels: int = _f(512, "cap on any layer's width (the tutorial at 64 px never exceeds 512)")
     n_genres: int = _f(0, "number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot")
     genre_dim: int = _f(64, "size of G's genre embedding")
+    genre_bn: bool = _f(False, "FastGAN's G: genres also set the gain and bias of every upsampling block's "
+                               "BatchNorm (the reference's conditional form), besides the embedding beside z")
     d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
     spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
     minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
@@ -125,6 +127,7 @@ class TrainConfig:
     max_channels: int = _model("max_channels")
     conditional: bool = _f(True, "condition on genres when the dataset has them")
     genre_dim: int = _model("genre_dim")
+    genre_bn: bool = _model("genre_bn")
     label_dropout: float = _f(0.1, "share of samples trained without genres, so sampling without genres works")
     d_norm: str = _model("d_norm")
     spectral_norm: bool = _model("spectral_norm")
@@ -191,7 +194,8 @@ PRESETS: dict[str, dict] = {
 
 # Fields that define the model or the optimisation: fixed for the life of a run (--resume keeps them).
 RUN_FIXED = {
-    "preset", "batch", "arch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "label_dropout",
+    "preset", "batch", "arch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "genre_bn",
+    "label_dropout",
     "d_norm", "spectral_norm", "minibatch_std", "discriminator", "feature_res", "feature_weight", "feature_start",
     "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
     "g_steps", "real_label", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "augment", "seed",

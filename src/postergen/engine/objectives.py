@@ -34,24 +34,30 @@ class Objective:
     r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
     feature_weight: float = 0.0  # the ensemble D's feature part: weight w of its loss
 
-    def d_total(self, real: Judged, fake: Judged) -> torch.Tensor:
-        """D's loss: loss(logits) [+ w * loss(features)] [+ D's auxiliary losses]."""
+    def d_losses(self, real: Judged, fake: Judged) -> dict[str, torch.Tensor]:
+        """D's loss, "loss_d": loss(logits) [+ w * loss(features)] [+ D's auxiliary losses]; and its parts
+        beside it, as metrics.jsonl logs them: loss_d_features (the feature part, unweighted), loss_recon."""
         real, fake = verdict(real), verdict(fake)
         loss = self.d_loss(real.logits, fake.logits)
+        out = {}
         if real.features is not None:
-            loss = loss + self.feature_weight * self.d_loss(real.features, fake.features)
-        for v in (real, fake):
-            if v.aux is not None:
-                loss = loss + v.aux
-        return loss
+            out["loss_d_features"] = self.d_loss(real.features, fake.features)
+            loss = loss + self.feature_weight * out["loss_d_features"]
+        aux = [v.aux for v in (real, fake) if v.aux is not None]
+        if aux:
+            out["loss_recon"] = sum(aux)
+            loss = loss + out["loss_recon"]
+        return {"loss_d": loss, **out}
 
-    def g_total(self, fake: Judged) -> torch.Tensor:
-        """G's loss: loss(logits) [+ w * loss(features)]; D's auxiliary losses are D's alone."""
+    def g_losses(self, fake: Judged) -> dict[str, torch.Tensor]:
+        """G's loss, "loss_g": loss(logits) [+ w * loss(features)], and loss_g_features (unweighted); D's
+        auxiliary losses are D's alone."""
         fake = verdict(fake)
         loss = self.g_loss(fake.logits)
-        if fake.features is not None:
-            loss = loss + self.feature_weight * self.g_loss(fake.features)
-        return loss
+        if fake.features is None:
+            return {"loss_g": loss}
+        features = self.g_loss(fake.features)
+        return {"loss_g": loss + self.feature_weight * features, "loss_g_features": features}
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Objective":

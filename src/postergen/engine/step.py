@@ -99,14 +99,16 @@ class Stepper:
         return verdict(D(x, genres, **options))
 
     def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool,
-                 features: bool = False) -> tuple[torch.Tensor, ...]:
+                 features: bool = False) -> dict[str, torch.Tensor]:
+        """One D update; -> loss_d, d_real, d_fake (mean sigmoid of the logits) and the loss's parts."""
         m = self.m
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
             real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, reconstruct=True)
             fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, features)
-            loss = self.obj.d_total(real_v, fake_v)
+            losses = self.obj.d_losses(real_v, fake_v)
+        loss = losses["loss_d"]
         if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
             # Through the bare D: DDP cannot run autograd.grad, and the one backward below still
@@ -120,19 +122,21 @@ class Stepper:
         m.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         m.opt_d.step()
-        return loss.detach(), torch.sigmoid(real_v.logits.detach().float()).mean(), \
-            torch.sigmoid(fake_v.logits.detach().float()).mean()
+        stats = {k: v.detach() for k, v in losses.items()} | {"loss_d": loss.detach()}
+        return stats | {"d_real": torch.sigmoid(real_v.logits.detach().float()).mean(),
+                        "d_fake": torch.sigmoid(fake_v.logits.detach().float()).mean()}
 
-    def g_update(self, batch: int, genres: torch.Tensor | None, features: bool = False) -> torch.Tensor:
+    def g_update(self, batch: int, genres: torch.Tensor | None, features: bool = False) -> dict[str, torch.Tensor]:
+        """One G update; -> loss_g and its parts."""
         m = self.m
         with frozen(self.d_trainable):  # G's step needs gradients through D, not for D (bare D: no sync)
             with self.autocast:
                 fake = m.G_train(self._z(batch), genres)
-                loss = self.obj.g_total(self._judge(m.D, self.obj.augment(fake), genres, features))
+                losses = self.obj.g_losses(self._judge(m.D, self.obj.augment(fake), genres, features))
             m.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
+            losses["loss_g"].backward()
             m.opt_g.step()
-        return loss.detach()
+        return {k: v.detach() for k, v in losses.items()}
 
     def ema_weight(self, step: int) -> float:
         """1 - the per-step EMA decay, for a half-life of ema_kimg thousand images (StyleGAN2-ADA's schedule).
@@ -168,9 +172,9 @@ class Stepper:
         genres = self._genres(genres)
         out = {}
         if d:
-            out["loss_d"], out["d_real"], out["d_fake"] = self.d_update(real, genres, r1, features)
+            out.update(self.d_update(real, genres, r1, features))
         for _ in range(self.cfg.g_steps):
-            out["loss_g"] = self.g_update(real.shape[0], genres, features)
+            out.update(self.g_update(real.shape[0], genres, features))
         if self.m.G_ema is not None:
             update_ema(self.m.G_ema, self.m.G, ema_weight)
         return out
@@ -180,15 +184,17 @@ class Meter:
     """Device-side sums of the step statistics; read (one sync, across ranks too) only at log time."""
 
     KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
+    PARTS = ("loss_d_features", "loss_g_features", "loss_recon")  # logged only by the Ds that have them
 
     def __init__(self, device: torch.device, dist: Dist = Dist()) -> None:
         self.dist = dist
-        self.sums = torch.zeros(len(self.KEYS), device=device)
-        self.counts = torch.zeros(len(self.KEYS), device=device)
+        self.keys = self.KEYS + self.PARTS
+        self.sums = torch.zeros(len(self.keys), device=device)
+        self.counts = torch.zeros(len(self.keys), device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def add(self, step: int | torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
-        for i, k in enumerate(self.KEYS):
+        for i, k in enumerate(self.keys):
             if k in stats:
                 self.sums[i] += stats[k].float()
                 self.counts[i] += 1
@@ -207,9 +213,10 @@ class Meter:
         self.read_check()
         totals = self.dist.all_reduce(torch.stack([self.sums, self.counts]))
         values = (totals[0] / totals[1].clamp(min=1)).tolist()
+        counts = totals[1].tolist()
         self.sums.zero_()
         self.counts.zero_()
-        return dict(zip(self.KEYS, values))
+        return {k: v for k, v, n in zip(self.keys, values, counts) if k in self.KEYS or n > 0}
 
 
 def step_runner(stepper: Stepper, meter: Meter, cuda_graph: bool = False):

@@ -140,7 +140,7 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
         if sn:
             _refresh_spectral_norm(module)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:  # affine=False: its gain comes from elsewhere
         nn.init.normal_(module.weight, 1.0, INIT_STD)
         nn.init.zeros_(module.bias)
 

@@ -7,7 +7,8 @@ with the 4, 8 and 16 px ones: the coarse layout steers the fine texture's channe
 layers get a short gradient path, which is what lets the generator learn from few images.
 
 Widths per map size follow the reference's multipliers of ngf, capped at max_channels.
-Conditioning as in the DCGAN generator: a genre embedding concatenated to z (zero = no genre).
+Conditioning as in the DCGAN generator: a genre embedding concatenated to z (zero = no genre); with
+genre_bn also the reference's conditional form, class-conditional BatchNorm in every upsampling block.
 
 The discriminator (`--discriminator fastgan`) learns its own features, and is kept from
 overfitting a small dataset by a self-supervised task: on real images it must also reconstruct the
@@ -40,15 +41,41 @@ MAX_RECON = 128  # reconstructions are at most this wide (the reference's size)
 LEAKY_SLOPE = 0.2
 
 
-def _up(c_in: int, c_out: int) -> nn.Sequential:
-    """The reference's UpBlockSmall: nearest x2, conv to 2x channels, BatchNorm, GLU back to c_out."""
+def _up(c_in: int, c_out: int, genre_dim: int = 0) -> nn.Sequential:
+    """The reference's UpBlockSmall: nearest x2, conv to 2x channels, BatchNorm, GLU back to c_out; with
+    genre_dim, its UpBlockSmallCond: the BatchNorm's gain and bias come from the genre code."""
+    bn = GenreBatchNorm(c_out * 2, genre_dim) if genre_dim else nn.BatchNorm2d(c_out * 2)
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out * 2, 3, 1, 1, bias=False),
-                         nn.BatchNorm2d(c_out * 2), nn.GLU(dim=1))
+                         bn, nn.GLU(dim=1))
+
+
+class GenreBatchNorm(nn.Module):
+    """Class-conditional BatchNorm (the reference's CCBN): normalise, then x (1 + gain e) + bias e for the
+    genre code e. A zero code (no genre) leaves plain normalisation. Plain parameters, not Linear layers,
+    so the DCGAN init (N(0, 0.02) for every Linear) leaves their default scale: with the N(0, 1) genre
+    table that gives gains of about 1 +- 0.6 from the first step, as the reference's embedding does."""
+
+    def __init__(self, channels: int, genre_dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        bound = genre_dim ** -0.5  # nn.Linear's default init
+        self.gain = nn.Parameter(torch.empty(channels, genre_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(channels, genre_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        e = e.to(x.dtype)
+        gain, bias = e @ self.gain.to(x.dtype).t(), e @ self.bias.to(x.dtype).t()  # (B, C)
+        return self.bn(x) * (1 + gain[:, :, None, None]) + bias[:, :, None, None]
 
 
 def _conv(*args, sn: bool = False, **kw) -> nn.Module:
     conv = nn.Conv2d(*args, **kw)
     return spectral_norm(conv) if sn else conv
+
+
+def _up_genre(block: nn.Sequential, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    upsample, conv, bn, glu = block
+    return glu(bn(conv(upsample(h)), e))
 
 
 class SLE(nn.Module):
@@ -78,7 +105,11 @@ class Generator(nn.Module):
         self.init = nn.Sequential(nn.ConvTranspose2d(in_ch, width[4] * 2, cfg.start_hw, 1, 0, bias=False),
                                   nn.BatchNorm2d(width[4] * 2), nn.GLU(dim=1))
         self.sizes = [4 * 2**i for i in range(1, cfg.n_scales + 1)]  # 8 ... cfg.width
-        self.ups = nn.ModuleDict({str(k): _up(width[k // 2], width[k]) for k in self.sizes})
+        self.genre_bn = bool(cfg.n_genres and cfg.genre_bn)
+        if self.genre_bn:  # the reference's class embedding: one N(0, 1) code per genre, summed for multi-hot
+            self.genre_table = nn.Parameter(torch.randn(cfg.n_genres, cfg.genre_dim))
+        self.ups = nn.ModuleDict({str(k): _up(width[k // 2], width[k], cfg.genre_dim if self.genre_bn else 0)
+                                  for k in self.sizes})
         self.sle = nn.ModuleDict({str(k): SLE(width[s], width[k]) for k, s in SLE_PAIRS.items() if k in self.sizes})
         self.to_rgb = nn.Conv2d(width[cfg.width], 3, 3, 1, 1)
 
@@ -93,9 +124,12 @@ class Generator(nn.Module):
             z = torch.cat([z, g], dim=1)
         elif genres is not None:
             raise ValueError("unconditional model (n_genres=0) was given genres; pass None")
+        if self.genre_bn:
+            code = z.new_zeros(batch, self.cfg.genre_dim) if genres is None else genres.to(z.dtype) @ self.genre_table
         maps = {4: self.init(z[:, :, None, None])}
         for k in self.sizes:
-            h = self.ups[str(k)](maps[k // 2])
+            block = self.ups[str(k)]
+            h = _up_genre(block, maps[k // 2], code) if self.genre_bn else block(maps[k // 2])
             maps[k] = self.sle[str(k)](maps[SLE_PAIRS[k]], h) if str(k) in self.sle else h
         return torch.tanh(self.to_rgb(maps[self.cfg.width]))
 
