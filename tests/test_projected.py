@@ -132,6 +132,7 @@ def test_projected_d_at_2_3_keeps_the_aspect():
 def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
     cfg = from_preset("projected", **tiny_train_args(r1_gamma=0.0, **kw))
     assert (cfg.arch, cfg.discriminator, cfg.feature_res) == ("fastgan", "projected", 64)
+    assert cfg.genre_bn == kw.get("genre_bn", True)
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 
@@ -147,6 +148,28 @@ def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset
     saved = {tuple(v.shape) for v in state["D"].values()}
     assert not any(k.startswith("network") for k in state["D"])
     assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection is not saved
+
+
+def test_a_projected_run_from_before_genre_bn_still_samples_and_resumes(tiny_dataset, tmp_path, cli):
+    """Runs written before --genre-bn existed (the preset then had none) lack the field everywhere: they
+    load with its default, off, the form they were trained in."""
+    run = tmp_path / "old"
+    _train(tiny_dataset, run, steps=2, genre_bn=False)
+    config = json.loads((run / "config.json").read_text())
+    for part in (config["train"], config["model"]):
+        del part["genre_bn"]
+    (run / "config.json").write_text(json.dumps(config))
+    for path in (run / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        for part in (state["config"]["train"], state["config"]["model"]):
+            del part["genre_bn"]
+        torch.save(state, path)
+    code, _, err = cli("sample", run, "-o", tmp_path / "samples", "--n", "2", "--seed", "0")
+    assert code == 0, err
+    code, _, err = cli("train", tiny_dataset, "-o", run, "--resume", "--steps", "3", "--no-tensorboard")
+    assert code == 0, err
+    state = ckpt.load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert state["step"] == 3 and not registry.generator(state["config"]).genre_bn  # still the old form
 
 
 def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
