@@ -122,7 +122,7 @@ class Stepper:
         m.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         m.opt_d.step()
-        stats = {k: v.detach() for k, v in losses.items()} | {"loss_d": loss.detach()}
+        stats = {k: v.detach() for k, v in losses.items()} | {"loss_d": loss.detach()}  # loss_d: with R1
         return stats | {"d_real": torch.sigmoid(real_v.logits.detach().float()).mean(),
                         "d_fake": torch.sigmoid(fake_v.logits.detach().float()).mean()}
 

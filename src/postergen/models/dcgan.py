@@ -22,7 +22,8 @@ MBSTD_GROUP = 4  # samples per minibatch-std group (ProGAN / StyleGAN default)
 SN_INIT_ITERS = 15  # power iterations after re-initialising a spectral-normed weight (torch's own count)
 
 
-def _check_genres(genres: torch.Tensor | None, batch: int, n_genres: int) -> None:
+def check_genres(genres: torch.Tensor | None, batch: int, n_genres: int) -> None:
+    """ValueError unless genres is None or a (batch, n_genres) tensor for a conditional model (every G and D)."""
     if genres is None:
         return
     if n_genres == 0:
@@ -55,7 +56,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, genres: torch.Tensor | None = None) -> torch.Tensor:
         batch = z.shape[0]
         z = z.reshape(batch, self.cfg.z_dim)  # accepts (B, z_dim) or the tutorial's (B, z_dim, 1, 1)
-        _check_genres(genres, batch, self.cfg.n_genres)
+        check_genres(genres, batch, self.cfg.n_genres)
         if self.cfg.n_genres:
             if genres is None:
                 embedded = z.new_zeros(batch, self.cfg.genre_dim)  # same as an all-zero multi-hot
@@ -114,7 +115,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None) -> torch.Tensor:
         batch = x.shape[0]
-        _check_genres(genres, batch, self.cfg.n_genres)
+        check_genres(genres, batch, self.cfg.n_genres)
         h = self.main[:-1](x)  # (B, C, 4, 4), or (B, C, 6, 4) for 2:3
         h_last = self.mbstd(h) if self.mbstd is not None else h  # (B, C [+1], 4, 4)
         logits = self.main[-1](h_last).reshape(batch)  # (B,)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from postergen.config import ModelConfig
+from postergen.models.dcgan import check_genres
 from postergen.models.verdict import Judged, Verdict
 
 WIDTH_MULT = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5}  # the reference's nfc_multi, by map width
@@ -117,13 +118,10 @@ class Generator(nn.Module):
         batch = z.shape[0]
         z = z.reshape(batch, self.cfg.z_dim)
         z = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()  # onto the sphere, as the reference
+        check_genres(genres, batch, self.cfg.n_genres)
         if self.cfg.n_genres:
-            if genres is not None and genres.shape != (batch, self.cfg.n_genres):
-                raise ValueError(f"genres must have shape ({batch}, {self.cfg.n_genres}), got {tuple(genres.shape)}")
             g = z.new_zeros(batch, self.cfg.genre_dim) if genres is None else self.genre_embed(genres.to(z.dtype))
             z = torch.cat([z, g], dim=1)
-        elif genres is not None:
-            raise ValueError("unconditional model (n_genres=0) was given genres; pass None")
         if self.genre_bn:
             code = z.new_zeros(batch, self.cfg.genre_dim) if genres is None else genres.to(z.dtype) @ self.genre_table
         maps = {4: self.init(z[:, :, None, None])}
@@ -208,8 +206,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None, reconstruct: bool = False) -> Judged:
         batch = x.shape[0]
-        if genres is not None and genres.shape != (batch, self.cfg.n_genres):
-            raise ValueError(f"genres must have shape ({batch}, {self.cfg.n_genres}), got {tuple(genres.shape)}")
+        check_genres(genres, batch, self.cfg.n_genres)
         maps = {self.cfg.width: self.stem(x)}
         for k in self.sizes:
             h = self.downs[str(k)](maps[k * 2])

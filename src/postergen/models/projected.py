@@ -31,6 +31,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from postergen.config import ModelConfig
 from postergen.models import features
+from postergen.models.dcgan import check_genres
 
 NETWORK = "lite0"
 MIX_CHANNELS = 64  # cross-channel mixing widths: 64, 128, 256, 512 at strides 4 ... 32 (the reference's cout, expand)
@@ -138,8 +139,7 @@ class ProjectedDiscriminator(nn.Module):
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None) -> torch.Tensor:
-        if genres is not None and genres.shape != (x.shape[0], self.cfg.n_genres):
-            raise ValueError(f"genres must have shape ({x.shape[0]}, {self.cfg.n_genres}), got {tuple(genres.shape)}")
+        check_genres(genres, x.shape[0], self.cfg.n_genres)
         if x.shape[-2:] != self.res:
             x = F.interpolate(x, size=self.res, mode="bilinear", align_corners=False)
         # [-1, 1] is Lite's (x * 127.5 + 127.5 - 127) / 128 to within 0.4%: no rescaling needed
