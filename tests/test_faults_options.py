@@ -32,7 +32,9 @@ TRAIN = [
     (["--steps", "0"], "--steps"), (["--steps", HUGE], "--steps"), (["--log-every", "0"], "--log-every"),
     (["--sample-every", HUGE], "--sample-every"), (["--epochs", "nan"], "--epochs"), (["--epochs", "inf"], "--epochs"),
     (["--epochs", "0"], "--epochs"), (["--epochs", "1e30"], "--epochs"), (["--kimg", "-1"], "--kimg"),
-    (["--kimg", "nan"], "--kimg"),
+    (["--kimg", "nan"], "--kimg"), (["--r1-gamma", "1e308"], "--r1-gamma"),
+    (["--feature-weight", "1e308"], "--feature-weight"), (["--ema-kimg", "1e308"], "--ema-kimg"),
+    (["--ema-rampup", "1e308"], "--ema-rampup"),
 ]
 TRAIN_SR = [
     (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"), (["--blur-max", "inf"], "--blur-max"),
@@ -52,7 +54,8 @@ SAMPLE = [
     (["--genre", "horror+"], "--genre"), (["--device", ""], "--device"), (["--device", "bogus"], "--device"),
     (["--interpolate", "0", HUGE], "--interpolate"), (["--interpolate", "-1", "2"], "--interpolate"),
     (["--interpolate", "0", "1", "--frames", "1000"], "--frames"),
-    (["--interpolate", "0", "1", "--truncation", "nan"], "--truncation"),
+    (["--interpolate", "0", "1", "--truncation", "nan"], "--truncation"), (["--truncation", "1e308"], "--truncation"),
+    (["--batch", "0"], "--batch"), (["--batch", HUGE], "--batch"),
 ]
 EVALUATE = [
     (["--n", "1"], "--n"), (["--n", HUGE], "--n"), (["--seed", HUGE], "--seed"), (["--metrics", ""], "--metrics"),

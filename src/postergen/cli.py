@@ -10,7 +10,7 @@ from pathlib import Path
 
 from postergen import __version__
 from postergen.errors import UserError
-from postergen.files import os_error
+from postergen.files import check_replaceable, os_error
 
 # Limits of options that have no config dataclass (the others are in config.py and engine/sr.py).
 MAX_SIZE = 512  # px: prepare --size, the largest an upscaler learns to make (the smallest is the GAN's)
@@ -245,6 +245,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=float, default=None, help="passes over the dataset (converted to steps)")
     length.add_argument("--kimg", type=float, default=None, help="thousands of images to show D (converted to steps)")
     p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
+    p.add_argument("--allow-other-data", action="store_true",
+                   help="let --resume continue on a dataset other than the run's (other posters; same size and genres)")
     p.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and samples")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     _add_config_options(p, TrainConfig, skip=_TRAIN_OWN, alternative=("seed preset", PRESETS["seed"]))
@@ -265,6 +267,8 @@ def _run_train(args: argparse.Namespace) -> int:
             _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
     cfg = from_preset(args.preset, **given)
     _check(check, cfg)  # every option before the dataset is read or anything is written
+    if args.allow_other_data and not args.resume:
+        raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
     _check_output(args.out, folder=True)
     ds = open_dataset(args.dataset)
     _check_gan_size(ds)
@@ -281,7 +285,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
         import json
 
-        print(json.dumps(resolve(ds, args.out, cfg, changed, start)[1], indent=1))
+        print(json.dumps(resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1], indent=1))
         return 0
     if not args.resume and len(ds) < cfg.batch * world:  # a resumed run keeps its own batch
         per = f" ({world} processes x --batch {cfg.batch})" if world > 1 else ""
@@ -291,9 +295,11 @@ def _run_train(args: argparse.Namespace) -> int:
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
     say = (lambda *a, **k: None) if quiet else print
-    say(f"train {args.out}: preset {cfg.preset}, {W}x{H} px, {len(ds)} posters, "
-          f"{len(ds.genres) if cfg.conditional else 0} genres, {cfg.steps} steps of {cfg.batch}")
-    summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say)
+    run_cfg = resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[0] if start else cfg  # a resume's own
+    say(f"train {args.out}: preset {run_cfg.preset}, {W}x{H} px, {len(ds)} posters, "
+          f"{len(ds.genres) if run_cfg.conditional else 0} genres, {run_cfg.steps} steps of {run_cfg.batch}")
+    summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say,
+                    allow_other_data=args.allow_other_data)
     if summary["interrupted"]:
         say(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
               f"postergen train {args.dataset} -o {args.out} --resume", file=sys.stderr)
@@ -353,18 +359,23 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                    help="enlarge every poster with this trained upscaler (postergen train-sr)")
     p.add_argument("--arch", choices=["postergen", "dcgan-tutorial"], default="postergen",
                    help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
+    p.add_argument("--batch", type=int, default=32,
+                   help="posters drawn at once; memory grows with it, not with --n (default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace files in OUT that postergen did not write")
     p.set_defaults(func=_run_sample)
 
 
 def _run_sample(args: argparse.Namespace) -> None:
-    from postergen.config import MAX_SEED
+    from postergen.config import MAX_SEED, MAX_TRUNCATION
+    from postergen.files import shown as printable
     from postergen.sample import interpolate, sample
 
     _limit("--n", args.n, 1, MAX_ROW, "posters")
+    _limit("--batch", args.batch, 1, MAX_ROW, "posters")
     _limit("--seed", args.seed, 0, MAX_SEED)
     if args.truncation is not None:
-        _limit("--truncation", args.truncation, 0.0, None, lo_open=True)
+        _limit("--truncation", args.truncation, 0.0, MAX_TRUNCATION, lo_open=True)
     genres = [g for spec in args.genre for g in spec.split(",")] if args.genre else None
     if genres and not all(name.strip() for g in genres for name in g.split("+")):
         raise UserError(f"--genre {','.join(args.genre)!r} has an empty genre name; give e.g. horror or action+comedy")
@@ -379,14 +390,15 @@ def _run_sample(args: argparse.Namespace) -> None:
     if args.interpolate:
         r = interpolate(args.run, args.out, tuple(args.interpolate), args.frames, genres[0] if genres else None,
                         ema=args.ema, device=args.device, arch=args.arch, fmt=args.format, upscale=args.upscale,
-                        truncation=args.truncation)
+                        truncation=args.truncation, force=args.force)
         print(f"interpolation: {r['animation']} and {r['strip']} ({r['frames']} frames)")
         return
     result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema, grid=args.grid,
                     singles=args.singles, device=args.device, truncation=args.truncation, arch=args.arch,
-                    upscale=args.upscale)
+                    upscale=args.upscale, batch=args.batch, force=args.force)
+    shown = f", the first {result['grid_columns']} of each" if result["grid"] and result["grid_columns"] < args.n else ""
     print(f"step {result['step']}: {len(result['files'])} posters in {args.out}"
-          + (f", grid {result['grid']} (rows: {', '.join(result['rows'])})" if result["grid"] else ""))
+          + (f", grid {result['grid']} (rows: {', '.join(map(printable, result['rows']))}{shown})" if result["grid"] else ""))
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -394,6 +406,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=_path, help="run folder or checkpoint")
     p.add_argument("-o", "--out", type=_path, required=True, help="output .safetensors file")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="export the EMA generator (default on)")
+    p.add_argument("--force", action="store_true", help="replace OUT even if postergen did not write it")
     p.set_defaults(func=_run_export)
 
 
@@ -403,6 +416,7 @@ def _run_export(args: argparse.Namespace) -> None:
     if args.out.suffix != ".safetensors":
         raise UserError(f"{args.out}: the export file name must end in .safetensors")
     _check_output(args.out, folder=False)
+    check_replaceable([args.out], args.force)
     meta = export(args.run, args.out, ema=args.ema)
     print(f"exported step {meta['step']} generator ({len(meta['genres'])} genres) to {args.out}")
 
@@ -425,12 +439,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inception-weights", type=_path, default=None,
                    help="local Inception-v3 weights file for FID/KID (nothing is downloaded; without it FID is skipped)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace --json's files even if postergen did not write them")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from postergen.config import MAX_SEED
-    from postergen.evaluate import evaluate, evaluate_images, format_table
+    from postergen.evaluate import evaluate, evaluate_images, format_table, json_files
 
     _limit("--n", args.n, 2, MAX_POSTERS, "posters")
     _limit("--seed", args.seed, 0, MAX_SEED)
@@ -449,6 +464,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         raise UserError("--all-checkpoints needs a run folder, not --images")
     if args.json_path is not None:
         _check_output(args.json_path, folder=False)
+        check_replaceable(json_files(args.json_path) if args.images else [args.json_path], args.force)
     echo = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.images is not None:
         result = evaluate_images(args.images, args.data, n=args.n, seed=args.seed, metrics=metrics,
@@ -469,6 +485,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=_path, default=None, help="output HTML file (default RUN/report.html)")
     p.add_argument("--n", type=int, default=8, help="posters per genre row and per real/generated grid (default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace OUT even if postergen did not write it")
     p.set_defaults(func=_run_report)
 
 
@@ -477,10 +494,10 @@ def _run_report(args: argparse.Namespace) -> None:
 
     _limit("--n", args.n, 1, 64, "posters")
     _check_device(args.device)
-    if args.out is not None:
-        _check_output(args.out, folder=False)
-    elif args.run.is_dir():
-        _check_output(args.run / "report.html", folder=False)
+    out = args.out if args.out is not None else args.run / "report.html"
+    if args.out is not None or args.run.is_dir():
+        _check_output(out, folder=False)
+        check_replaceable([out], args.force)
     print(report(args.run, args.out, sample_n=args.n, device=args.device))
 
 
@@ -491,6 +508,8 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", type=_path, help="dataset prepared at the high resolution, e.g. --size 256")
     p.add_argument("-o", "--out", type=_path, required=True, help="SR run folder")
     p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
+    p.add_argument("--allow-other-data", action="store_true",
+                   help="let --resume continue on a dataset other than the run's (same size and count)")
     p.add_argument("--force", action="store_true", help="start the run over")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     _add_config_options(p, SRTrainConfig, choices={"scale": [2, 4], "arch": ["edsr", "espcn"]})
@@ -502,10 +521,13 @@ def _run_train_sr(args: argparse.Namespace) -> int:
 
     given = _given_options(args, SRTrainConfig)
     cfg = SRTrainConfig(**given)
+    if args.allow_other_data and not args.resume:
+        raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
     if _checked_or_printed(cfg, check_sr_train, args.dry_run):
         return 0
     _check_output(args.out, folder=True)
-    summary = train_sr(args.dataset, args.out, cfg, resume=args.resume, force=args.force, changed=set(given))
+    summary = train_sr(args.dataset, args.out, cfg, resume=args.resume, force=args.force, changed=set(given),
+                       allow_other_data=args.allow_other_data)
     if summary.get("interrupted"):
         print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
               f"postergen train-sr {args.dataset} -o {args.out} --resume", file=sys.stderr)

@@ -18,6 +18,9 @@ MAX_CHANNELS = 4096  # z_dim, ngf, ndf, max_channels, genre_dim
 MAX_REPEAT = 1000  # d_every, g_steps, r1_every
 MAX_KEEP = 10_000  # checkpoints kept
 MAX_SEED = 2**32 - 1  # the seed range of numpy and most tools
+MAX_WEIGHT = 1e4  # loss weights (R1, feature D): far above any useful value, and finite in float32 gradients
+MAX_EMA_KIMG = 1e6  # an EMA half-life longer than any run (1e9 images)
+MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
 AUGMENT_POLICIES = ("color", "translation", "cutout")  # DiffAugment's; engine/augment.py implements each
@@ -298,7 +301,7 @@ def check(cfg: TrainConfig) -> None:
     check_choice("--d-norm", cfg.d_norm, D_NORMS)
     check_choice("--discriminator", cfg.discriminator, DISCRIMINATORS)
     check_feature_res(cfg.feature_res)
-    limit("feature_weight", 0.0)
+    limit("feature_weight", 0.0, MAX_WEIGHT)
     limit("feature_start", 0, MAX_STEPS, "steps")
     check_choice("--loss", cfg.loss, ("bce", "hinge"))
     limit("lr_g", 0.0, 1.0, lo_open=True)
@@ -308,9 +311,9 @@ def check(cfg: TrainConfig) -> None:
     limit("d_every", 1, MAX_REPEAT, "steps")
     limit("g_steps", 1, MAX_REPEAT, "G updates")
     limit("real_label", 0.0, 1.0, lo_open=True)
-    limit("r1_gamma", 0.0)
+    limit("r1_gamma", 0.0, MAX_WEIGHT)
     limit("r1_every", 1, MAX_REPEAT, "D updates")
-    limit("ema_kimg", 0.0, None, "kimg")
-    limit("ema_rampup", 0.0)
+    limit("ema_kimg", 0.0, MAX_EMA_KIMG, "kimg")
+    limit("ema_rampup", 0.0, 1.0)
     check_augment(cfg.augment)
     check_run_options(cfg, ("log_every", "sample_every", "checkpoint_every"))

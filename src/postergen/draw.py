@@ -12,9 +12,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from torch import nn
 
+from postergen import __version__
 from postergen.config import ModelConfig
 from postergen.engine.runtime import autocast
 from postergen.errors import UserError
@@ -51,11 +52,13 @@ def render(G: nn.Module, z: torch.Tensor, genres: torch.Tensor | None, device: t
 
 def save_grid(images: torch.Tensor, per_row: int, path: Path, pnginfo=None) -> None:
     """uint8 (N, 3, H, W) -> one PNG grid with 2 px black gaps; pnginfo carries provenance."""
-    from PIL import Image
     from torchvision.utils import make_grid
 
     grid = make_grid(images, nrow=per_row, padding=2, pad_value=0)  # (3, H', W') uint8
     path.parent.mkdir(parents=True, exist_ok=True)
+    if pnginfo is None:  # at least the tool's name, so a later run may replace the file (files.written_by_postergen)
+        pnginfo = PngImagePlugin.PngInfo()
+        pnginfo.add_itxt("Software", f"postergen {__version__}")
     save_image(Image.fromarray(grid.permute(1, 2, 0).numpy()), path, pnginfo=pnginfo)
 
 
@@ -67,7 +70,7 @@ def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, 
         return [("all", None)]
     rows = []
     for spec in names or known:
-        want = [g.strip().lower() for g in spec.split("+") if g.strip()]
+        want = _names(spec, known)
         unknown = [g for g in want if g not in known]
         if unknown:
             raise UserError(f"unknown genre {', '.join(unknown)}; known: {', '.join(known)}")
@@ -77,13 +80,19 @@ def genre_vectors(names: list[str] | None, known: list[str]) -> list[tuple[str, 
     return rows
 
 
+def _names(spec: str, known: list[str]) -> list[str]:
+    """'action+comedy' -> ['action', 'comedy']; a known genre whose own name holds '+' stays whole."""
+    whole = spec.strip().lower()
+    return [whole] if whole in known else [g.strip().lower() for g in spec.split("+") if g.strip()]
+
+
 UNCONDITIONED = "all"  # the label of posters drawn without genres
 
 
 def condition(genres: list[str], known: list[str]) -> tuple[str, torch.Tensor | None]:
     """['action', 'comedy'] -> ('action+comedy', one multi-hot vector). No genres: the zero vector
     that label dropout trained a conditional G on, or None for an unconditional one."""
-    names = list(dict.fromkeys(g.strip().lower() for spec in genres for g in spec.split("+") if g.strip()))
+    names = list(dict.fromkeys(g for spec in genres for g in _names(spec, known)))
     if not names:
         return UNCONDITIONED, torch.zeros(len(known)) if known else None
     return genre_vectors(["+".join(names)], known)[0]
@@ -120,6 +129,8 @@ class PngWriter:
         self.pending: list[Future] = []
 
     def put(self, img: torch.Tensor, path: Path, pnginfo=None) -> None:
+        while len(self.pending) >= 4 * self.threads:  # a bounded queue: G never runs far ahead of the disk
+            self.pending.pop(0).result()
         # atomic, and a disk error names the file (PIL's own write errors name none)
         self.pending.append(self.pool.submit(
             lambda: save_image(Image.fromarray(img.permute(1, 2, 0).numpy()), path, pnginfo=pnginfo)))

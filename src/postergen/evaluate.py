@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from postergen import __version__
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.data.ingest import PrepareConfig, decode_image
 from postergen.errors import UserError
@@ -182,7 +183,7 @@ def evaluate_checkpoint(path: Path, ds: PosterDataset, run: Path, real: dict, na
                           fake_names=[f"seed{seed + i}" for i in range(n)],
                           generate=generator_fn(G, z_dim, device) if conditional else None)
     metrics = run_metrics(inputs, names, configs, seconds, shared["echo"])
-    result = {"run": str(run), "data": str(ds.path), "checkpoint": path.name, "step": config["step"],
+    result = {"postergen": __version__, "run": str(run), "data": str(ds.path), "checkpoint": path.name, "step": config["step"],
               "n": n, "seed": seed, "size": list(ds.meta["size"]), "metrics": metrics, "seconds": seconds}
     return _jsonable(result), fake
 
@@ -255,15 +256,20 @@ def evaluate_images(images: Path, data: Path, n: int = 10000, seed: int = 0, met
     real = real_inputs(ds, min(n, len(fake)), shared)
     inputs = MetricInputs(**real, fake=fake, genres=ds.genres, fake_names=files)  # fake_genres unknown: no per-genre
     metrics_out = run_metrics(inputs, names, configs or {}, seconds, echo)
-    result = _jsonable({"images": str(images), "data": str(ds.path), "n": len(real["real"]), "generated": len(fake),
+    result = _jsonable({"postergen": __version__, "images": str(images), "data": str(ds.path), "n": len(real["real"]), "generated": len(fake),
                         "seed": seed, "size": list(ds.meta["size"]), "skipped": skipped,
                         "metrics": metrics_out, "seconds": seconds})
     if json_path is not None:
-        json_path = Path(json_path)
-        stem = json_path.with_suffix("")
-        result = save_pictures(result, fake, ds, Path(f"{stem}_nearest.png"), Path(f"{stem}_nn_distances.png"))
+        json_path, nearest, distances = json_files(json_path)
+        result = save_pictures(result, fake, ds, nearest, distances)
         write_atomic(json_path, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def json_files(json_path: Path) -> list[Path]:
+    """What `--json PATH` writes for --images: the JSON and, beside it, its two pictures."""
+    stem = Path(json_path).with_suffix("")
+    return [Path(json_path), Path(f"{stem}_nearest.png"), Path(f"{stem}_nn_distances.png")]
 
 
 def save_pictures(result: dict, fake: torch.Tensor, ds: PosterDataset, nearest_png: Path, distances_png: Path) -> dict:

@@ -8,10 +8,12 @@ Folders postergen makes carry a marker file, and `--force` replaces only folders
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import threading
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -146,6 +148,82 @@ def check_apart(out: Path, sources: list[Path], what: str = "source") -> None:
             raise UserError(f"{out}: the output folder contains the {what} {src}; choose another output folder")
         if o.is_relative_to(s) and s.is_dir():
             raise UserError(f"{out}: the output folder lies inside the {what} {src}; choose another output folder")
+
+
+# ---------------------------------------------------------------------------------------------
+# Names from data, as file names
+
+NAME_CHARS = 48  # longest readable part of a file name made from a label (bytes stay under 255)
+
+
+def file_label(text: str) -> str:
+    """A label from a dataset (a genre, 'action+comedy') as one safe file-name part.
+
+    Letters and digits of any script, '+', '-', '_' and inner '.' stay; anything else ('/', '..',
+    control characters, HTML) becomes '_'. A label that had to change (or be cut) gets 6 hex digits
+    of its hash, so two labels never share a file name. The real label stays in provenance and grids.
+    """
+    text = unicodedata.normalize("NFC", text)
+    safe = "".join(c if c.isalnum() or c in "+-_." else "_" for c in text).strip(".") or "_"
+    if safe == text and len(safe) <= NAME_CHARS:
+        return safe
+    return f"{safe[:NAME_CHARS]}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """Dataset text as printed to a terminal: control and format characters escaped (a genre name
+    cannot move the cursor, recolour the screen or reverse the line), and a long name cut."""
+    text = "".join(c if unicodedata.category(c)[0] != "C" else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files postergen owns
+
+def written_by_postergen(path: Path) -> bool:
+    """Whether an existing file is one postergen wrote (its kind's own mark): images carry
+    provenance, reports a generator tag, JSON results a "postergen" key, exports their metadata."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".png", ".gif", ".webp"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                marks = (*getattr(im, "text", {}).values(), im.info.get("comment", b""), im.info.get("xmp", b""))
+                return any(_is_mark(m) for m in marks)
+        if suffix in (".html", ".htm"):
+            head = path.read_bytes()[:2048]
+            return b'<meta name="generator" content="postergen' in head or b"<title>postergen report:" in head
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(data, dict) and ("postergen" in data or {"metrics", "data", "n"} <= data.keys())
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return "postergen" in (f.metadata() or {})
+    except Exception:  # unreadable or another format: not provably ours, so it is the user's
+        return False
+    return False
+
+
+def _is_mark(value) -> bool:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text.startswith("postergen ") or "postergen:ai_generated" in text
+
+
+def check_replaceable(paths: list[Path], force: bool) -> None:
+    """Before any work: every existing file among `paths` may be replaced, because postergen wrote it
+    or --force says so. A file of the user's (a thesis.html, a photo named grid.png) is never
+    replaced silently."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give the name of a file to write")
+        if path.exists() and not force and not written_by_postergen(path):
+            raise UserError(f"{path} exists and was not written by postergen; use --force to replace it, "
+                            f"or choose another name")
 
 
 def os_error(e: OSError, path: Path | str | None = None) -> str:

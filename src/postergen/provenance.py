@@ -12,6 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from postergen import __version__
 from postergen.errors import UserError
+from postergen.files import shown
 
 PREFIX = "postergen:"
 
@@ -48,5 +49,6 @@ def describe(path: Path) -> str:
     text = read(path)
     if f"{PREFIX}ai_generated" not in text:
         return f"{path}: no postergen provenance (not written by postergen)"
+    text = {shown(k): shown(v, 200) for k, v in text.items()}  # a PNG's text is anyone's: escape it
     width = max(len(k) for k in text)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in text.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,9 @@ _KAGGLE_COLUMNS = ("imdbId", "Genre")
 
 
 def normalize_genre(name: str) -> str:
-    """'Sci-Fi' -> 'sci-fi', ' Horror ' -> 'horror': one spelling for CSV, folders and --genres."""
+    """'Sci-Fi' -> 'sci-fi', ' Horror ' -> 'horror': one spelling for CSV, folders and --genres.
+    Control characters count as spaces: no genre name can hold a terminal escape or a newline."""
+    name = "".join(" " if unicodedata.category(c) == "Cc" else c for c in name)
     return re.sub(r"\s+", " ", name.strip().lower())
 
 

@@ -12,8 +12,10 @@ PLOT_DPI = 90
 
 
 def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=PLOT_DPI)
+    from postergen import __version__
+
+    buf = io.BytesIO()  # the Software tag marks the file as postergen's to replace (files.written_by_postergen)
+    fig.savefig(buf, format="png", dpi=PLOT_DPI, metadata={"Software": f"postergen {__version__}"})
     return buf.getvalue()
 
 

@@ -32,6 +32,7 @@ PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="generator" content="postergen {version}">
 <title>{title}</title>
 <style>{css}</style>
 </head>
@@ -45,7 +46,10 @@ PAGE = """<!DOCTYPE html>
 
 def page(title: str, sections: list[str], footer: str) -> str:
     """title and footer are plain text; sections are HTML."""
-    return PAGE.format(title=escape(title), css=CSS, body="\n".join(sections), footer=escape(footer))
+    from postergen import __version__
+
+    return PAGE.format(title=escape(title), css=CSS, body="\n".join(sections), footer=escape(footer),
+                       version=escape(__version__))
 
 
 def section(anchor: str, title: str, body: str) -> str:
