@@ -5,6 +5,7 @@ Every candidate image ends up either in `images.npy` or in `dataset.json` `skipp
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import io
@@ -12,15 +13,21 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import shutil
+import signal
+import stat
+import sys
 import tarfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,6 +36,7 @@ from tqdm import tqdm
 from postergen.data.labels import LabelTable, normalize_genre, parse_label_csv, poster_key, read_label_csv
 from postergen.errors import UserError
 from postergen.files import MARKER, check_apart, check_output_folder, mark_owned, write_atomic
+from postergen.runfolder import RunLock
 
 try:  # a dependency, but optional: without it Pillow decodes the same pixels, more slowly
     import simplejpeg
@@ -36,6 +44,7 @@ except ImportError:
     simplejpeg = None
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+_TAR_KINDS = {tarfile.FIFOTYPE: "a FIFO", tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -71,23 +80,35 @@ class _Source:
 
 
 class _Archive:
-    """Random access to the files of a zip or an uncompressed tar, by posix path."""
+    """Random access to the files of a zip or an uncompressed tar, by posix path.
+
+    An archive may hold one name several times; like unzip and tar, the last member of a name is
+    the one read, and names() lists the name once per member, so every member is accounted for.
+    """
 
     def __init__(self, src: _Source) -> None:
         self.src = src
+        self.special: list[tuple[str, str]] = []  # (name, what it is): tar FIFOs and devices, never read
         try:
             if src.kind == "zip":
                 self._zip = zipfile.ZipFile(src.path)
-                self._members = {i.filename: i for i in self._zip.infolist() if not i.is_dir()}
+                members = [(i.filename, i) for i in self._zip.infolist() if not i.is_dir()]
             else:
                 self._tar = tarfile.open(src.path, "r:")
-                # A name -> member map: TarFile.getmember scans the whole list for every lookup.
-                self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
+                everything = self._tar.getmembers()
+                # links are read through to their target (extractfile does), so they are files too
+                members = [(m.name, m) for m in everything if m.isfile() or m.islnk() or m.issym()]
+                self.special = [(m.name, _TAR_KINDS.get(m.type, "not a regular file")) for m in everything
+                                if not (m.isfile() or m.islnk() or m.issym() or m.isdir())]
         except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
             raise UserError(f"{src.path}: unreadable {src.kind} archive ({e})") from None
+        self._all = sorted(name for name, _ in members)
+        # A name -> member map (the last of a repeated name): TarFile.getmember scans the whole list.
+        self._members = dict(members)
 
     def names(self) -> list[str]:
-        return sorted(self._members)
+        """Every member's name, sorted; a name held twice appears twice."""
+        return self._all
 
     def size(self, rel: str) -> int:
         """Stored (uncompressed) size in bytes, from the archive's index: nothing is read."""
@@ -255,10 +276,48 @@ class _Skip(Exception):
     """A candidate that cannot be used: args are (reason, detail) for dataset.json's `skipped`."""
 
 
-def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path) -> None:
+def _init_worker(cfg: PrepareConfig, sources: list[_Source], out: Path, parent: int | None = None) -> None:
+    """Set up a decoding process; `parent`: prepare's pid, when this is a worker process of its own."""
+    if parent is not None:
+        _follow_parent(parent)
     Image.MAX_IMAGE_PIXELS = None  # bombs are refused by our own --max-pixels check, from the header
     # Workers write pixels straight into the shared memory map: only a status crosses processes.
     _WORKER.update(cfg=cfg, sources=sources, archives={}, out=np.load(out, mmap_mode="r+"))
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _follow_parent(parent: int) -> None:
+    """End this worker when prepare ends, however it ends (kill -9 included): an orphan would keep its
+    memory (hundreds of MB) and decode for nobody, indefinitely."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked under prepare's own SIGTERM handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; prepare stops us
+    if hasattr(signal, "pthread_sigmask"):  # held while prepare forked us (_holding_stop_signals)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    _kill_on_parent_death()
+    # Also where prctl is missing or fails: the parent's death reparents us (a new ppid). Its first
+    # check also covers a parent that died before prctl was set.
+    threading.Thread(target=_watch_parent, args=(parent, os.getppid()), daemon=True).start()
+
+
+def _kill_on_parent_death() -> bool:
+    """Linux: have the kernel SIGKILL this process the moment its parent exits; False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                     ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int, ppid: int) -> None:
+    while os.getppid() == ppid and _alive(parent):
+        time.sleep(0.2)
+    os._exit(1)  # from this thread, mid-decode: nothing of a worker's needs cleaning up
 
 
 def max_file_bytes(cfg: PrepareConfig) -> int:
@@ -281,8 +340,14 @@ def _read_bytes(root: int, rel: str) -> bytes:
     src: _Source = _WORKER["sources"][root]
     cfg: PrepareConfig = _WORKER["cfg"]
     if src.kind == "dir":
-        f = open(os.path.join(src.path, rel), "rb")  # not pathlib: its parsing is 5% of a decode
-        size = os.fstat(f.fileno()).st_size
+        # not pathlib: its parsing is 5% of a decode. O_NONBLOCK: a file swapped for a FIFO since it
+        # was listed must not hang this process in open() waiting for a writer.
+        fd = os.open(os.path.join(src.path, rel), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise _Skip("not-a-file", "not a regular file (a FIFO, socket or device): not read")
+        f, size = os.fdopen(fd, "rb"), st.st_size
     else:
         archives = _WORKER["archives"]
         if root not in archives:
@@ -334,6 +399,9 @@ def _open_sources(paths: list[Path]) -> list[_Source]:
             raise UserError(f"{p}: no such file or folder")
         if p.is_dir():
             sources.append(_Source(p.resolve(), "dir"))
+        elif not p.is_file():  # a FIFO or device: even the zip/tar test would wait on it forever
+            what = _special_kind(p) or "a special file"
+            raise UserError(f"{p}: not a folder, a .zip or a .tar file, but {what}")
         elif zipfile.is_zipfile(p):
             sources.append(_Source(p.resolve(), "zip"))
         elif tarfile.is_tarfile(p):
@@ -352,18 +420,42 @@ def _compressed_tar(path: Path) -> bool:
     return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))  # gzip, bzip2, xz
 
 
-def _list_files(src: _Source) -> list[str]:
+def _list_files(src: _Source) -> tuple[list[str], list[tuple[str, str]]]:
+    """-> the files (sorted; an archive's repeated name once per member) and the special files
+    (FIFOs, sockets, devices: never opened, as reading one can wait forever) with what each is."""
     if src.kind != "dir":
         archive = _Archive(src)
         try:
-            return archive.names()
+            return archive.names(), archive.special
         finally:
             archive.close()
-    out = []
+    files, special = [], []
     for dirpath, _, names in os.walk(src.path):
         rel_dir = Path(dirpath).relative_to(src.path)
-        out.extend((rel_dir / n).as_posix() for n in names if n != MARKER)
-    return sorted(out)
+        for n in names:
+            if n != MARKER:
+                rel, kind = (rel_dir / n).as_posix(), _special_kind(os.path.join(dirpath, n))
+                if kind is None:
+                    files.append(rel)
+                else:
+                    special.append((rel, kind))
+    return sorted(files), sorted(special)
+
+
+def _special_kind(path: str | Path) -> str | None:
+    """What a non-regular file is ("a FIFO", ...), from stat (which opens nothing; links are followed),
+    or None for a regular file or one stat cannot see (reading it then says what is wrong)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def _is_appledouble(rel: str) -> bool:
@@ -383,8 +475,8 @@ def _folder_genres(rels: list[str]) -> list[str | None]:
 
 
 def _find_csv(sources: list[_Source], listings: list[list[str]]) -> tuple[int, str] | None:
-    found = [(i, rel) for i, rels in enumerate(listings) for rel in rels
-             if rel.lower().endswith(".csv") and "/" not in rel and not _is_appledouble(rel)]
+    found = sorted({(i, rel) for i, rels in enumerate(listings) for rel in rels
+                    if rel.lower().endswith(".csv") and "/" not in rel and not _is_appledouble(rel)})
     if len(found) > 1:
         names = ", ".join(f"{sources[i].path / rel}" for i, rel in found)
         raise UserError(f"several CSV files found ({names}); choose one with --labels or use --no-labels")
@@ -413,17 +505,11 @@ def _load_table(sources: list[_Source], listings: list[list[str]], cfg: PrepareC
 def _collect(sources: list[_Source], cfg: PrepareConfig):
     """-> candidates (labelled), skipped entries, count of non-image files, label origin."""
     listings = [_list_files(s) for s in sources]
-    table = _load_table(sources, listings, cfg)
+    table = _load_table(sources, [files for files, _ in listings], cfg)
     candidates, skipped, other = [], [], 0
-    for root, rels in enumerate(listings):
-        images = []
-        for rel in rels:
-            if PurePosixPath(rel).suffix.lower() not in IMAGE_EXTS:
-                other += 1
-            elif _is_appledouble(rel):
-                skipped.append(_skip(sources, root, rel, "appledouble", "macOS metadata file, not an image"))
-            else:
-                images.append(rel)
+    for root, (rels, special) in enumerate(listings):
+        images, others = _triage(sources, root, rels, special, skipped)
+        other += others
         folder = _folder_genres(images) if cfg.use_labels and table is None else [None] * len(images)
         for rel, g in zip(images, folder):
             candidates.append(_Candidate(root, rel, {g} if g else set()))
@@ -435,6 +521,29 @@ def _collect(sources: list[_Source], cfg: PrepareConfig):
     elif any(c.genres for c in candidates):
         origin = "subfolders"
     return candidates, skipped, other, origin
+
+
+def _triage(sources: list[_Source], root: int, rels: list[str], special: list[tuple[str, str]],
+            skipped: list[dict]) -> tuple[list[str], int]:
+    """One source's listing -> its images to decode (each name once) and its count of non-image
+    files; every other file with an image extension is added to `skipped` with its reason."""
+    images, other = [], 0
+    for rel, kind in special:
+        if PurePosixPath(rel).suffix.lower() in IMAGE_EXTS:
+            skipped.append(_skip(sources, root, rel, "not-a-file", f"{kind}, not a regular file: not read"))
+        else:
+            other += 1
+    for i, rel in enumerate(rels):
+        if PurePosixPath(rel).suffix.lower() not in IMAGE_EXTS:
+            other += 1
+        elif _is_appledouble(rel):
+            skipped.append(_skip(sources, root, rel, "appledouble", "macOS metadata file, not an image"))
+        elif i and rels[i - 1] == rel:  # sorted: the same name again, another member of an archive
+            skipped.append(_skip(sources, root, rel, "duplicate-member", "the archive holds several members "
+                                 "of this name; the last one is read, as unzip and tar would extract it"))
+        else:
+            images.append(rel)
+    return images, other
 
 
 def _apply_table(candidates: list[_Candidate], table: LabelTable, sources, skipped: list[dict]) -> None:
@@ -533,14 +642,16 @@ def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConf
     first_of: dict[bytes, int] = {}
     tasks = [(i, c.root, c.rel) for i, c in enumerate(todo)]
     pool = None
-    if cfg.workers > 1:  # an Executor, not mp.Pool: a worker that dies raises here instead of hanging
-        pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context(), initializer=_init_worker,
-                                   initargs=(cfg, sources, path))
-    else:
-        _init_worker(cfg, sources, path)
-    results = pool.map(_work, tasks, chunksize=128) if pool else map(_work, tasks)
     done = 0
     try:
+        if cfg.workers > 1:  # an Executor, not mp.Pool: a worker that dies raises here instead of hanging
+            pool = ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context(), initializer=_init_worker,
+                                       initargs=(cfg, sources, path, os.getpid()))
+            with _holding_stop_signals():  # the workers start in map()
+                results = pool.map(_work, tasks, chunksize=128)
+        else:
+            _init_worker(cfg, sources, path)
+            results = map(_work, tasks)
         for slot, (reason, detail, digest) in enumerate(tqdm(results, total=len(todo), unit="img",
                                                               desc="prepare", disable=None, smoothing=0.1)):
             done += 1
@@ -568,6 +679,39 @@ def _decode_all(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConf
         raise RuntimeError(f"prepare accounted for {done} of {len(todo)} images; nothing was written")
     _compact(path, kept_slots, (3, H, W))
     return [todo[i] for i in kept_slots], skipped, upscaled
+
+
+@contextmanager
+def _holding_stop_signals():
+    """Hold Ctrl-C and SIGTERM while workers are forked: one that reached a worker before it set its
+    own handlers (_follow_parent) would run prepare's there, with a traceback. Delivered on exit."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, a job scheduler, a closing session) stops prepare as Ctrl-C does: workers stopped,
+    temporary folder and lock removed, one line and a non-zero exit, instead of an instant death."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -622,7 +766,8 @@ def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = Fals
     """Build the dataset folder `out` from poster folders, zips and tars; returns its dataset.json content.
 
     Nothing is written until the new dataset is complete; it then replaces `out` in one rename. On
-    any failure (a full disk included) the temporary folder is removed and `out` is as it was.
+    any failure (a full disk, Ctrl-C or SIGTERM included) the temporary folder is removed and `out` is
+    as it was. One prepare at a time writes a given `out`: a second one is refused with one line.
     """
     t0 = time.perf_counter()
     _check_out(out, force, list(paths), cfg.labels)
@@ -631,23 +776,38 @@ def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = Fals
     if not candidates:
         raise UserError(f"no images found in {', '.join(str(p) for p in paths)}")
     todo, filtered = _select_genres(candidates, cfg.genres)
+    info = {"labels_from": origin, "filtered_by_genre": filtered, "non_image_files": other}
+    with _sigterm_as_interrupt():
+        lock, ok = _lock_output(out), False
+        try:
+            # again, now that no other prepare can write `out`: one may have finished since the first check
+            check_output_folder(out, "dataset", force, "dataset")
+            _remove_stale(out.parent)
+            meta = _build(todo, sources, cfg, out, force, skipped, info, t0)
+            ok = True
+        finally:
+            _unlock_output(lock, failed=not ok)
+    return meta
+
+
+def _build(todo: list[_Candidate], sources: list[_Source], cfg: PrepareConfig, out: Path, force: bool,
+           skipped: list[dict], info: dict, t0: float) -> dict:
+    """Decode into a temporary folder beside `out` and swap it in; on any failure it is removed."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(out)
         tmp.mkdir()
         kept, bad, upscaled = _decode_all(todo, sources, cfg, tmp)
         skipped.extend(bad)
         if not kept:
             reasons = sorted({s["reason"] for s in bad})
             raise UserError(f"no usable images: all {len(todo)} were skipped ({', '.join(reasons)})")
-        extra = {"labels_from": origin, "filtered_by_genre": filtered, "non_image_files": other,
-                 "seconds": round(time.perf_counter() - t0, 3)}
+        extra = {**info, "seconds": round(time.perf_counter() - t0, 3)}
         meta = _write_meta(tmp, kept, sources, cfg, skipped, upscaled, extra)
-        _replace(tmp, out)
+        _replace(tmp, out, force)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        kept_old = " (the existing dataset is unchanged)" if out.exists() else ""
+        kept_old = " (the existing dataset is unchanged)" if out.is_dir() and any(out.iterdir()) else ""
         raise UserError(f"{out}: {e.strerror or e} while writing; nothing was written{kept_old}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -655,34 +815,95 @@ def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = Fals
     return meta
 
 
-def _remove_stale(out: Path) -> None:
-    """Temporary folders of earlier prepare runs into `out` that were killed (their process is gone)."""
-    for tmp in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)) and ((tmp / "images.npy").exists() or (tmp / MARKER).exists()):
-            shutil.rmtree(tmp, ignore_errors=True)
+def _lock_output(out: Path) -> RunLock:
+    """Hold `out` for this process as a trainer holds its run folder (RunLock, which also creates `out`):
+    a second prepare into it stops at once, with one line naming this one's pid.
+
+    The lock file lies beside `out` (`.NAME.lock`), not in it: `out` is replaced whole by the final
+    rename. Its holder removes it when done, so a taker checks that the file it locked is still the
+    one at that path; if not, it locked a removed file, and takes the new one.
+    """
+    # what RunLock uses of a RunFolder: the folder (created if missing) and the file it locks
+    spot = SimpleNamespace(path=out, lock_file=out.parent / f".{out.name}.lock")
+    created = not out.exists()
+    for _ in range(100):
+        lock = RunLock(spot)
+        lock.created = created  # after a failure RunLock removes `out` only if it made it, and it is empty
+        if lock.fd is None or _same_file(lock.fd, spot.lock_file):
+            return lock
+        lock.release()
+    raise UserError(f"{out}: could not take its lock {spot.lock_file}; try again")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _unlock_output(lock: RunLock, failed: bool) -> None:
+    if lock.fd is not None:
+        try:
+            lock.run.lock_file.unlink(missing_ok=True)  # while still held: see _lock_output
+        except OSError:  # left behind it is harmless: the next prepare takes and removes it
+            pass
+    lock.release(failed)
+
+
+_TMP_FOLDER = re.compile(r"^\..+\.tmp-(\d+)$")  # prepare's temporary folders: .NAME.tmp-PID
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the temporary folders of prepare runs into `folder` that were killed (their process is
+    gone), saying so: each can be as large as a dataset."""
+    for tmp in folder.glob(".*.tmp-*"):
+        m = _TMP_FOLDER.match(tmp.name)
+        if not m or tmp.is_symlink() or not tmp.is_dir():
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _alive(pid) or not ((tmp / "images.npy").exists() or (tmp / MARKER).exists()):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not tmp.exists():
+            print(f"note: removed {tmp}, left by a prepare that was stopped (pid {pid})", file=sys.stderr)
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (ended, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # exists, but another user's
+    except (OSError, OverflowError):  # exists, but another user's; or no such pid can exist: keep its files
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # Linux; elsewhere a zombie counts as alive
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Swap the finished folder into place; the old dataset is removed only after the swap."""
-    if not out.exists():
+def _replace(tmp: Path, out: Path, force: bool) -> None:
+    """Swap the finished folder into place; the old dataset is removed only after the swap.
+
+    `out` is checked again first: the lock keeps other prepares out, but not a process that does not
+    take it (a copy, another machine on a network share), and its dataset must not be replaced.
+    """
+    try:
+        replacing = check_output_folder(out, "dataset", force, "dataset")
+    except UserError as e:
+        raise UserError(f"{e} (it was written while this prepare ran; nothing was written)") from None
+    if not replacing:
+        # rename(2) replaces an empty folder (the lock's, or one the user made for us) and fails on a
+        # non-empty one, so a dataset written since the check is not replaced either
+        if os.name == "nt" and out.is_dir():  # Windows renames onto no folder at all
+            out.rmdir()
         os.replace(tmp, out)
         return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.is_dir() and not any(out.iterdir()):  # an empty folder the user made for us
-        out.rmdir()
-        os.replace(tmp, out)
-        return
     os.replace(out, old)
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
