@@ -1,5 +1,6 @@
 """The studio under attack and misuse: foreign Host headers (DNS rebinding), broken runs whose errors
-must not reveal where the studio's files live, and `serve` on a taken port or a root that is no folder."""
+must not reveal where the studio's files live, `serve` on a taken port or a root that is no folder, files
+served while training appends to them, and request bodies too large to hold."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import json
 import pathlib
 import shutil
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -147,6 +152,20 @@ def test_broken_runs_answer_without_absolute_paths(studio, faulty_root: Path):
     assert "config.json is not readable" in cfgdir["error"]
 
 
+def test_a_hand_edited_config_names_its_field_without_paths(tiny_run: Path, tmp_path: Path):
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "edited")
+    config = json.loads((root / "edited" / "config.json").read_text())
+    config["model"]["width"] = "wide"
+    (root / "edited" / "config.json").write_text(json.dumps(config))
+    with running(create_app(root, device="cpu")) as base:
+        listed = json.loads(request(base, "GET", "/api/runs")[2])
+        status, _, data = request(base, "GET", "/api/runs/edited/genres")
+    assert listed[0]["error"] == 'edited/config.json: field model.width must be an integer >= 1, not the string "wide"'
+    assert status == 409 and json.loads(data)["error"] == listed[0]["error"]
+    assert str(tmp_path).encode() not in data
+
+
 def test_poster_provenance_names_the_checkpoint_relative_to_the_root(studio, faulty_root: Path):
     status, _, data = request(studio, "POST", "/api/generate", {"run": "good", "n": 1, "seed": 3})
     assert status == 200
@@ -246,3 +265,138 @@ def test_cli_allowed_host_reaches_the_server(cli, tmp_path, monkeypatch):
     assert seen["names"] == ["studio.lan", "box"]
     code, _, err = cli("serve", tmp_path, "--allowed-host", " ")
     assert code == 2 and "--allowed-host is empty" in err
+
+
+# --- files that training writes while they are served ------------------------------------------
+
+# Appends metrics lines as training does, only much faster; each line goes out in two writes, so a
+# reader can find half a line at the end of the file.
+APPENDER = r"""
+import json, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+end, step = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    step += 1
+    line = (json.dumps({"step": step, "loss_d": 1.0, "pad": "x" * 2000}) + "\n").encode()
+    os.write(fd, line[:1000])
+    os.write(fd, line[1000:])
+    time.sleep(0.001)
+"""
+
+
+def test_metrics_served_while_training_appends_are_whole_snapshots(run: Path):
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": i, "pad": "x" * 2000}) + "\n" for i in range(100)))  # 200 KB
+    path, failures, answers = f"/api/runs/{run.name}/files/metrics.jsonl", [], 0
+    with running(create_app(run, device="cpu")) as base:
+        writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(metrics), "2"])
+        try:
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                answers += 1
+                try:
+                    status, _, body = request(base, "GET", path)
+                except (http.client.HTTPException, OSError) as e:  # cut short: more or less than Content-Length
+                    failures.append(f"{type(e).__name__}: {e}"[:120])
+                    continue
+                with open(metrics, "rb") as f:  # append-only: what was served must be how the file began
+                    same = f.read(len(body)) == body
+                lines = body.splitlines()
+                if status != 200 or not body.endswith(b"\n") or not same or not all(json.loads(x)["step"] >= 0 for x in lines):
+                    failures.append(f"status {status}, {len(body)} bytes, ends {body[-20:]!r}, a prefix: {same}")
+        finally:
+            writer.wait(timeout=30)
+    assert answers >= 20, answers  # enough requests raced the writer to mean something
+    assert not failures, f"{len(failures)} of {answers} answers broken: {failures[:3]}"
+
+
+# --- request bodies too large to hold ----------------------------------------------------------
+
+def post_head(base: str, extra: str) -> bytes:
+    port = urlsplit(base).port
+    return (f"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"{extra}\r\n").encode()
+
+
+def answer_to(base: str, head: bytes, body: bytes, timeout: float = 10) -> tuple[int, dict, dict, float]:
+    """Send HEAD and BODY and nothing more, then read the answer -> (status, headers, JSON body, seconds).
+    A server that waits for the rest of a body never answers: the socket times out."""
+    url = urlsplit(base)
+    start = time.monotonic()
+    with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    return response.status, headers, json.loads(data), time.monotonic() - start
+
+
+def refused(status: int, headers: dict, body: dict, seconds: float) -> None:
+    assert status == 413 and headers["content-type"].startswith("application/json"), (status, body)
+    assert "64 KiB" in body["error"] and "\n" not in body["error"]
+    assert headers.get("connection") == "close"
+    assert seconds < 5  # answered at once, not after reading (or waiting for) the whole body
+
+
+def test_a_declared_huge_body_is_refused_unread(studio):
+    head = post_head(studio, f"Content-Length: {256 << 20}\r\n")
+    refused(*answer_to(studio, head, b"{" + b" " * 1000))  # 1 KB sent of the 256 MiB declared
+
+
+def test_a_chunked_body_over_the_limit_is_refused(studio):
+    chunk = b"2000\r\n" + b" " * 0x2000 + b"\r\n"  # 8 KiB
+    refused(*answer_to(studio, post_head(studio, "Transfer-Encoding: chunked\r\n"), b"1\r\n{\r\n" + chunk * 9))
+
+
+def test_requests_within_the_limit_still_work(studio):
+    body = json.dumps({"run": "good", "n": 1, "seed": 1}).encode()
+    status, _, answer, _ = answer_to(studio, post_head(studio, f"Content-Length: {len(body)}\r\n"), body, timeout=60)
+    assert status == 200 and len(answer["images"]) == 1
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:])) + b"0\r\n\r\n"
+    status, _, answer, _ = answer_to(studio, post_head(studio, "Transfer-Encoding: chunked\r\n"), chunked, timeout=60)
+    assert status == 200 and answer["images"][0]["seed"] == 1  # the body read ahead reaches the handler whole
+    status, _, answer, _ = answer_to(studio, post_head(studio, f"Content-Length: {len(body) + 70000}\r\n"),
+                                     body + b" " * 70000, timeout=60)
+    assert status == 413  # a body padded past the limit is refused, whatever it holds
+
+
+def peak_rss_growth(work) -> int:
+    """Bytes the peak resident memory of this process (which runs the server) grows by during work()."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current size
+    except OSError:
+        pytest.skip("cannot reset the peak memory counter (/proc/self/clear_refs)")
+
+    def peak() -> int:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+
+    before = peak()
+    work()
+    return peak() - before
+
+
+@pytest.mark.parametrize("framing", ["Content-Length", "chunked"])
+def test_a_huge_body_does_not_grow_the_server(studio, framing):
+    size, piece = 64 << 20, b" " * (1 << 20)
+    head = post_head(studio, f"Content-Length: {size}\r\n" if framing == "Content-Length" else "Transfer-Encoding: chunked\r\n")
+    if framing == "chunked":
+        piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+    url, answers = urlsplit(studio), []
+
+    def send_it_all():
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            try:
+                sock.sendall(head)
+                for _ in range(size // (1 << 20)):
+                    sock.sendall(piece)  # the same MiB again and again: the client holds no more
+                sock.sendall(b"0\r\n\r\n" if framing == "chunked" else b"")
+            except OSError:  # the server answered and closed the connection
+                pass
+            answers.append(sock.recv(100))
+
+    grown = peak_rss_growth(send_it_all)
+    assert grown < 16 << 20, f"the server grew by {grown >> 20} MiB for a {size >> 20} MiB body"
+    assert answers and answers[0].startswith(b"HTTP/1.1 413"), answers

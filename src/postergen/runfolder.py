@@ -1,4 +1,5 @@
-"""A run folder (DESIGN.md): the paths `train` and `train-sr` write, and the lock a training holds.
+"""A run folder (DESIGN.md): the paths `train` and `train-sr` write, the lock a training holds, and
+its config.json read back with the fields readers use checked (read_config, check_config).
 
 Only one process trains in a run folder at a time: it holds an exclusive lock on `.lock` for its
 whole life. The kernel releases the lock when the process ends in any way (kill -9 included), so
@@ -7,12 +8,14 @@ a crash never leaves a stale lock behind; the file itself stays and is reused.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 
 from postergen.errors import UserError
+from postergen.fields import OBJECT, SIZE, TEXT, TEXTS, integer, need
 from postergen.files import check_output_folder, mark_owned
 
 try:
@@ -54,6 +57,14 @@ class RunFolder:
     def has_checkpoints(self) -> bool:
         return self.latest.exists() or bool(self.step_checkpoints())
 
+    def refuse_fresh(self) -> UserError:
+        """A fresh start over checkpoints: --resume continues from them (latest.pt or, without it, the
+        newest step file); --force is named with what it deletes, so no one loses them unaware."""
+        steps = self.step_checkpoints()
+        kept = f"step {max(steps)}" + ("" if self.latest.is_file() else ", without latest.pt") if steps else "latest.pt"
+        return UserError(f"{self.path} already has checkpoints ({kept}); use --resume to continue or --force "
+                         "to delete them and start over")
+
     # -----------------------------------------------------------------------------------------
 
     def lock(self) -> "RunLock":
@@ -65,7 +76,7 @@ class RunFolder:
         --force, refuse to clear a folder postergen did not make, then remove every file a training
         writes, so nothing of an old run can be loaded, resumed or plotted with the new one."""
         if self.has_checkpoints() and not force:
-            raise UserError(f"{self.path} already has checkpoints; use --resume to continue or --force to start over")
+            raise self.refuse_fresh()
         if _user_files(self.path):
             check_output_folder(self.path, "run", force=True, what="run")
         for folder in (self.checkpoints, self.samples, self.tensorboard):
@@ -77,6 +88,48 @@ class RunFolder:
             path.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         mark_owned(self.path, "run")
+
+
+GAN_MODEL_FIELDS = ("height", "width", "z_dim")  # the model fields every reader of a gan run uses
+
+
+def read_config(run: Path) -> dict:
+    """RUN/config.json with the fields readers use checked (check_config): a missing, unreadable or
+    hand-damaged file is a one-line UserError naming the file and the field."""
+    path = RunFolder(run).config
+    if not Path(run).is_dir():
+        raise UserError(f"{run}: no such run folder")
+    if not path.is_file():
+        raise UserError(f"{run}: not a run folder (no config.json; train writes it first)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+        raise UserError(f"{path}: unreadable ({str(e)[:200] or type(e).__name__})") from None
+    return check_config(config, path, whole=True)
+
+
+def check_config(config, file: Path | str, whole: bool = False) -> dict:
+    """A run's config (config.json, a checkpoint's or an export's) with the fields readers use checked
+    -> config. whole: config.json itself, which also holds the training settings (`train`). Fields no
+    reader uses are left alone: configs of older and newer versions still load."""
+    if not isinstance(config, dict):
+        raise UserError(f"{file}: not a postergen run config (not a JSON object)")
+    kind = need(file, config, "kind", TEXT, required=False)
+    need(file, config, "arch", TEXT, required=False)
+    train = need(file, config, "train", OBJECT, required=whole) or {}
+    need(file, train, "train.steps", integer(1), required=False)
+    model = need(file, config, "model", OBJECT)
+    if kind in (None, "gan"):  # runs from before kinds are gans
+        for key in GAN_MODEL_FIELDS:
+            need(file, model, f"model.{key}", integer(1))
+        need(file, config, "genres", TEXTS)
+    elif kind == "sr":
+        need(file, model, "model.scale", integer(1))
+    dataset = need(file, config, "dataset", OBJECT, required=False) or {}
+    need(file, dataset, "dataset.path", TEXT, required=False)
+    need(file, dataset, "dataset.count", integer(0), required=False)
+    need(file, dataset, "dataset.size", SIZE, required=False)
+    return config
 
 
 def step_files(folder: Path) -> dict[int, Path]:

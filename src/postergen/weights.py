@@ -17,6 +17,7 @@ from postergen.engine.run import check_kind
 from postergen.errors import UserError
 from postergen.models import registry
 from postergen.models.dcgan import Generator, ModelConfig
+from postergen.runfolder import RunFolder, check_config
 
 ARCHS = ("postergen", "dcgan-tutorial")
 
@@ -70,27 +71,42 @@ def _safetensors(path: Path) -> tuple[dict, dict]:
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
     if "postergen" not in meta:
         raise UserError(f"{path}: safetensors file without postergen metadata (not made by `postergen export`)")
-    return state, json.loads(meta["postergen"])
+    try:
+        config = json.loads(meta["postergen"])
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{path}: its postergen metadata is not JSON ({str(e)[:200]})") from None
+    return state, check_config(config, path)
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """The file load_checkpoint reads for PATH: a run folder means its latest.pt."""
+    if not path.is_dir():
+        return path
+    return RunFolder(path).latest if RunFolder(path).checkpoints.is_dir() else path / RunFolder.LATEST
 
 
 def load_generator(path: Path, ema: bool = True, arch: str = "postergen",
                    device: torch.device | str = "cpu") -> tuple[Generator, dict]:
     """-> G in eval mode, and a config dict with at least model, genres and step."""
-    path = Path(path)
+    path = where = Path(path)  # where: the file errors name
     if arch == "dcgan-tutorial":
         state, config = _tutorial(path)
     elif path.suffix == ".safetensors":
         state, config = _safetensors(path)
     else:
         ckpt = load_checkpoint(path)
-        check_kind(ckpt["config"], "gan", path, "drawing posters")
-        config = {**ckpt["config"], "step": ckpt["step"], "source": str(path)}
+        where = _checkpoint_file(path)
+        config = {**check_config(ckpt.get("config"), where), "step": ckpt["step"], "source": str(path)}
+        check_kind(config, "gan", path, "drawing posters")
         state = ckpt["G_ema"] if ema and ckpt.get("G_ema") is not None else ckpt["G"]
-    G = registry.generator(config)
+    try:
+        G = registry.generator(config)
+    except (TypeError, ValueError) as e:  # a model field of another version, or out of range
+        raise UserError(f"{where}: its model settings do not build a generator ({brief(e)})") from None
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the generator ({brief(e)})") from None
+        raise UserError(f"{where}: weights do not fit the generator ({brief(e)})") from None
     return G.to(device).eval(), config
 
 

@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from postergen.errors import UserError
+from postergen.fields import LIST, OBJECT, SIZE, TEXT, TEXTS, Check, check, integer, need, optional
+from postergen.files import shown
 
 if TYPE_CHECKING:
     import torch
+
+
+GENRE: Check = ('an object {"name": ..., "count": ...}', lambda v: isinstance(v, dict))
 
 
 @dataclass
@@ -43,20 +48,48 @@ def read_meta(path: Path) -> dict:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{meta_path}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or not {"count", "size", "genres"} <= meta.keys():
-        raise UserError(f"{meta_path}: not a postergen dataset.json (missing count/size/genres)")
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: not a postergen dataset.json (not a JSON object)")
+    check_meta(meta, meta_path)
     return meta
+
+
+def check_meta(meta: dict, file: Path) -> None:
+    """The fields of dataset.json that readers use, as `prepare` writes them (DESIGN.md): a file edited
+    by hand or cut short is a one-line error naming the field, not a TypeError in whatever reads it."""
+    need(file, meta, "count", integer(0))
+    need(file, meta, "size", SIZE)
+    for i, genre in enumerate(need(file, meta, "genres", LIST)):
+        check(file, f"genres[{i}]", genre, GENRE)
+        need(file, genre, f"genres[{i}].name", TEXT)
+        need(file, genre, f"genres[{i}].count", integer(0))
+    for i, item in enumerate(need(file, meta, "skipped", LIST, required=False) or []):
+        check(file, f"skipped[{i}]", item, OBJECT)
+        need(file, item, f"skipped[{i}].reason", TEXT)
+    need(file, meta, "sources", TEXTS, required=False)
+    need(file, meta, "upscaled", LIST, required=False)
+    prepare = need(file, meta, "prepare", OBJECT, required=False) or {}
+    for key, what in (("roots", TEXTS), ("genres", optional(TEXTS)), ("fit", TEXT), ("aspect", TEXT)):
+        need(file, prepare, f"prepare.{key}", what, required=False)
+
+
+def _load_array(file: Path, mmap: bool) -> np.ndarray:
+    """One .npy file of the dataset; a one-line error naming it when it is empty, cut short or not an array."""
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None)
+    except EOFError:  # numpy's word for a file that ends before its header does
+        why = "cut short inside its .npy header" if file.stat().st_size else "empty file, 0 bytes"
+    except (OSError, ValueError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f"{file}: broken dataset arrays ({why}); run `postergen prepare` again")
 
 
 def open_dataset(path: Path) -> PosterDataset:
     """Open without reading pixels: images stay memory-mapped until indexed."""
     path = Path(path)
     meta = read_meta(path)
-    try:
-        images = np.load(path / "images.npy", mmap_mode="r")
-        labels = np.load(path / "labels.npy")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: broken dataset arrays ({e})") from None
+    images = _load_array(path / "images.npy", mmap=True)
+    labels = _load_array(path / "labels.npy", mmap=False)
     H, W = meta["size"]
     if images.shape != (meta["count"], 3, H, W) or images.dtype != np.uint8:
         raise UserError(f"{path}/images.npy: shape {images.shape} does not match dataset.json")
@@ -83,9 +116,10 @@ def describe(path: Path) -> str:
         multi = int((ds.labels.sum(1) > 1).sum())
         none = int((ds.labels.sum(1) == 0).sum())
         lines.append(f"genres    {len(meta['genres'])} ({multi} posters with several, {none} with none)")
-        width = max(len(g["name"]) for g in meta["genres"])
-        for g in meta["genres"]:
-            lines.append(f"  {g['name']:<{width}}  {g['count']:>7}")
+        names = [shown(g["name"]) for g in meta["genres"]]  # names come from a CSV: never raw to a terminal
+        width = max(map(len, names))
+        for name, g in zip(names, meta["genres"]):
+            lines.append(f"  {name:<{width}}  {g['count']:>7}")
     else:
         lines.append("genres    none")
     if prep.get("filtered_by_genre"):

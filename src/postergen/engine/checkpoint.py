@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from postergen.errors import UserError
+from postergen.errors import UserError, out_of_memory
 from postergen.files import replacing
 from postergen.runfolder import RunFolder, step_files  # step_files re-exported: callers list checkpoints here
 
 FORMAT = "postergen-checkpoint/1"
+
+
+class Unreadable(UserError):
+    """A checkpoint file that is there but cannot be loaded: damaged, cut short, or not postergen's."""
 
 
 def rng_state() -> dict:
@@ -94,6 +98,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the weights-only unpickler raises many kinds on foreign or damaged files
+        if out_of_memory(e):  # the machine's fault, not the file's: never report a good file as damaged
+            raise UserError(f"{path}: not enough memory to load it ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no details'})") from None
         import re
 
         # Whole sentences: torch's first says what failed and its "WeightsUnpickler error:" line why;
@@ -103,15 +110,59 @@ def load_checkpoint(path: Path) -> dict:
         said = [re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0].rstrip(".") for text in lines[:1] + why]
         reason = ": ".join(filter(None, said))
         reason = reason if " " in reason else f"{type(e).__name__} {reason}".strip()
-        raise UserError(f"{path}: not a loadable postergen checkpoint ({reason})") from None
+        raise Unreadable(f"{path}: not a loadable postergen checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"{path}: not a postergen checkpoint (no '{FORMAT}' marker)")
+        raise Unreadable(f"{path}: not a postergen checkpoint (no '{FORMAT}' marker)")
     return state
 
 
-def load_latest(run: Path) -> dict:
-    """The state a --resume continues from; a one-line error when the run has none."""
-    latest = RunFolder(run).latest
-    if not latest.is_file():
+def load_latest(run: Path, note=lambda line: None) -> dict:
+    """The state a --resume continues from: the newest checkpoint that loads; a one-line error when
+    the run has none. latest.pt is a copy of the newest step file, so when it is missing or damaged
+    that step file is the same checkpoint and the run resumes from it, saying so through `note`."""
+    folder = RunFolder(run)
+    steps = folder.step_checkpoints()
+    if not folder.latest.is_file() and not steps:
         raise UserError(f"{run}: nothing to resume (no checkpoints/latest.pt)")
-    return load_checkpoint(latest)
+    problem = f"{folder.latest} is missing"
+    if folder.latest.is_file():
+        try:
+            state = load_checkpoint(folder.latest)
+        except Unreadable as e:
+            problem = f"{folder.latest} is damaged ({str(e).removeprefix(f'{folder.latest}: ')})"
+        else:
+            newer = {s: p for s, p in steps.items() if s > state["step"]}
+            if not newer:
+                return state
+            # a save cut short after its step file: that file is the newer checkpoint
+            problem = f"{folder.latest} is at step {state['step']}"
+            return _from_step_files(folder, newer, problem, note, fallback=state)
+    return _from_step_files(folder, steps, problem, note)
+
+
+def _from_step_files(folder: RunFolder, steps: dict[int, Path], problem: str, note,
+                     fallback: dict | None = None) -> dict:
+    """Resume from the newest step file when it loads. When it does not, an older good one would
+    pass over steps without asking: the error names the good one and how to resume from it."""
+    damaged = []
+    for step in sorted(steps, reverse=True):
+        try:
+            state = load_checkpoint(steps[step])
+        except Unreadable:
+            damaged.append(steps[step])
+            continue
+        if not damaged:
+            note(f"note: {problem}; resuming from {steps[step]} (step {step}), the newest checkpoint")
+            return state
+        raise _only_older(folder, problem, damaged, steps[step], step)
+    if fallback is not None:  # every newer step file is damaged; latest.pt itself loads
+        raise _only_older(folder, problem, damaged, folder.latest, fallback["step"])
+    found = f"{', '.join(p.name for p in damaged)} cannot be loaded either" if damaged else "there is no step file"
+    raise UserError(f"{problem}, and {found}: nothing to resume; --force deletes the run's checkpoints and starts over")
+
+
+def _only_older(folder: RunFolder, problem: str, damaged: list[Path], good: Path, step: int) -> UserError:
+    aside = folder.path / "damaged"
+    return UserError(f"{problem}, and {', '.join(p.name for p in damaged)}, newer than step {step}, cannot be loaded "
+                     f"either; the newest good checkpoint is {good}. To resume from it, move the damaged files aside "
+                     f"(mkdir {aside} && mv {' '.join(map(str, damaged))} {aside}) and --resume again")

@@ -22,8 +22,9 @@ from postergen.engine.monitor import CollapseWatch, FailureWatch
 from postergen.engine.objectives import trainable
 from postergen.engine.plots import loss_plot
 from postergen.engine.diagnose import d_overpowering, diversity_drops
-from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
-from postergen.engine.runtime import Dist, init_distributed
+from postergen.engine.run import (Engine, Schedule, Task, check_dataset, check_kind, dataset_record, memory_error,
+                                  open_run, resume_config, short_of_memory, start_fresh)
+from postergen.engine.runtime import Dist, init_distributed, resolve_precision
 from postergen.engine.step import Meter, Models, Stepper, step_runner
 from postergen.errors import UserError
 from postergen.files import write_atomic
@@ -84,8 +85,7 @@ def fingerprint(modules: list[nn.Module | None]) -> float:
 def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset) -> dict:
     """What config.json and every checkpoint hold: enough to rebuild the models."""
     return {"postergen": __version__, "kind": "gan", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
-            "model": dataclasses.asdict(model_cfg), "genres": genres,
-            "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"]}}
+            "model": dataclasses.asdict(model_cfg), "genres": genres, "dataset": dataset_record(ds)}
 
 
 def resumed_config(saved: dict, cfg: TrainConfig, changed: set[str], run: Path) -> TrainConfig:
@@ -94,10 +94,13 @@ def resumed_config(saved: dict, cfg: TrainConfig, changed: set[str], run: Path) 
     return resume_config(TrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, RUN_FIXED, run)
 
 
-def _check_same_data(saved: dict, ds: PosterDataset, run: Path) -> None:
+def _check_same_data(saved: dict, ds: PosterDataset, run: Path, allow: bool) -> str | None:
+    """The model is built for its poster size and genre rows: other ones are refused even with
+    --allow-other-data, which only lets other posters (count, content) through."""
     if saved["dataset"]["size"] != ds.meta["size"] or (saved["genres"] and saved["genres"] != ds.genres):
         raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['size']}, "
                         f"genres {saved['genres']}); {ds.path} does not match")
+    return check_dataset(saved["dataset"], ds, run, allow)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +117,8 @@ class GANTask(Task):
         seed_rank_rng(cfg.seed, dist)
         self.batches = Batches(ds, cfg.batch, device, cfg.seed, dist.rank, dist.world)
         self.images_per_step = cfg.batch * dist.world
+        self.workload = workload(cfg, ds)
+        self.precision = resolve_precision(cfg.precision, device)
         self.stepper = Stepper(self.m, cfg, device, conditional=model_cfg.n_genres > 0, world=dist.world)
         self.meter = Meter(device, dist)
         self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
@@ -226,35 +231,47 @@ def _check_device(cfg: TrainConfig, device: torch.device, dist: Dist) -> None:
         raise UserError("--cuda-graph runs single-process only; leave it off under torchrun")
 
 
+def workload(cfg: TrainConfig, ds: PosterDataset) -> str:
+    """What a step holds in memory, as the options that set it (for out-of-memory errors)."""
+    H, W = ds.meta["size"]
+    return f"--batch {cfg.batch} at {W}x{H} px"
+
+
 def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = frozenset(),
-            start: dict | None = None) -> tuple[TrainConfig, dict]:
+            start: dict | None = None, allow_other_data: bool = False, echo=lambda line: None
+            ) -> tuple[TrainConfig, dict]:
     """The settings a run will really use -> (TrainConfig, the config.json dict). start: the checkpoint
     a --resume continues from (its stored settings, with only the given options a run may change
     applied), None for a fresh run. `train --dry-run` prints this."""
     if start is not None:
         saved = start["config"]
         cfg = resumed_config(saved, cfg, set(changed), run)
-        _check_same_data(saved, ds, run)
-        return cfg, {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg)}
+        note = _check_same_data(saved, ds, run, allow_other_data)
+        if note:
+            echo(note)
+        # the data it trains on from now on (a moved dataset's new path; a fingerprint for older runs)
+        data = {**saved["dataset"], **dataset_record(ds)}
+        return cfg, {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg),
+                     "dataset": data}
     H, W = ds.meta["size"]
     genres = ds.genres if cfg.conditional else []
     return cfg, gan_config(cfg, cfg.model_config(H, W, len(genres)), genres, ds)
 
 
 def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
-          changed: set[str] = frozenset(), echo=print) -> dict:
+          changed: set[str] = frozenset(), echo=print, allow_other_data: bool = False) -> dict:
     """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint.
 
     changed: the options the user gave; on --resume only those (and only ones a run may change)
-    override the run's stored settings.
+    override the run's stored settings. allow_other_data: resume on a dataset other than the run's.
     """
     check(cfg)
     dist, device = init_distributed(cfg.device)
     lock = None
     try:
         _check_device(cfg, device, dist)
-        lock, start = open_run(run, resume, force, dist)
-        cfg, config = resolve(ds, run, cfg, changed, start)
+        lock, start = open_run(run, resume, force, dist, echo)
+        cfg, config = resolve(ds, run, cfg, changed, start, allow_other_data, echo if dist.main else (lambda line: None))
         model_cfg, genres = registry.model_config(config), config["genres"]
         if dist.main and cfg.discriminator == "ensemble" and cfg.feature_start >= cfg.steps:
             echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
@@ -271,10 +288,16 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         summary = engine.run()
         task.check_ranks(run, summary["step"])
         return summary
-    except BaseException:
+    except BaseException as e:
         if lock is not None:
             lock.release(failed=True)
             lock = None
+        if short_of_memory(e):  # building the models or moving the posters to the device (a step's is the engine's)
+            task = Task()
+            task.workload, task.precision = workload(cfg, ds), resolve_precision(cfg.precision, device)
+            kept = RunFolder(run).has_checkpoints()
+            raise memory_error(e, "while setting up the run", task,
+                               "its checkpoints are as they were" if kept else "nothing was trained", kept) from None
         raise
     finally:
         if lock is not None:

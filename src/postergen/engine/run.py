@@ -20,7 +20,7 @@ from tqdm import tqdm
 from postergen.engine import checkpoint as ckpt
 from postergen.engine.monitor import read_metrics
 from postergen.engine.runtime import Dist, StopFlag
-from postergen.errors import TrainingDiverged, UserError
+from postergen.errors import TrainingDiverged, UserError, out_of_memory
 from postergen.files import os_error, write_atomic
 from postergen.runfolder import RunFolder, RunLock
 
@@ -80,12 +80,63 @@ def resume_config(cfg_class, saved: dict, given: dict, fixed: set[str], run: Pat
     return cfg_class(**{**{k: v for k, v in saved.items() if k in names}, **{k: v for k, v in given.items() if k not in fixed}})
 
 
+# ---------------------------------------------------------------------------------------------
+# The dataset a run trains on: recorded at the start, checked on --resume
+
+SAMPLED_POSTERS = 256  # posters whose pixels the fingerprint hashes: cheap at any dataset size
+
+
+def dataset_record(ds) -> dict:
+    """config.json's "dataset": where it was and a fingerprint of what it is (count, size, genres,
+    content), so a resume can tell other posters from the same posters moved elsewhere."""
+    return {"path": str(ds.path.resolve()), "count": len(ds), "size": list(ds.meta["size"]),
+            "genres": list(ds.genres), "content": _content_hash(ds)}
+
+
+def _content_hash(ds) -> str:
+    """dataset.json without its `prepare` section (where from, how, how long: not what), the labels
+    and an even sample of posters' pixels (other posters under the same file names differ there)."""
+    import hashlib
+
+    import numpy as np
+
+    meta = {k: v for k, v in ds.meta.items() if k != "prepare"}
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(ds.labels).tobytes())
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), SAMPLED_POSTERS)).astype(np.int64))
+    h.update(np.ascontiguousarray(ds.images[picks]).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def check_dataset(saved: dict, ds, run: Path, allow: bool) -> str | None:
+    """On --resume: a one-line error when `ds` is not the data the run recorded (count, genres or
+    content), or with `allow` (--allow-other-data) a note saying what differs. Runs written before
+    fingerprints record no content: they are checked only on what they record (size, genres)."""
+    if "content" not in saved:
+        return None
+    now = dataset_record(ds)
+    if saved["count"] != now["count"]:
+        what = f"{now['count']} posters, the run's had {saved['count']}"
+    elif saved.get("genres") != now["genres"]:
+        what = f"genres {', '.join(now['genres']) or 'none'}, the run's were {', '.join(saved['genres']) or 'none'}"
+    elif saved["content"] != now["content"]:
+        what = "other posters (the same count and genres, different content)"
+    else:
+        return None
+    where = f"{ds.path} is not the dataset {run} was trained on ({saved['path']}): {what}"
+    if not allow:
+        raise UserError(f"{where}; give --allow-other-data to continue on it anyway")
+    return f"note: {where}; continuing on it (--allow-other-data)"
+
+
 class Task:
     """What a kind of training plugs into the engine. Every method is called on every rank."""
 
     kind: str = ""  # config.json's "kind"
     seed: int = 0
     images_per_step: int = 1  # global: batch x processes
+    workload: str = ""  # what a step holds in memory, as options, e.g. "--batch 64 at 128x128 px"
+    precision: str = "fp32"  # resolved: what an out-of-memory error can suggest
 
     def state(self) -> dict:
         """Models, optimisers and anything else the next step depends on (a checkpoint's body)."""
@@ -241,6 +292,12 @@ class Engine:
             resume = "continue with --resume" if self.folder.step_checkpoints() else "start again with --force"
             raise UserError(f"{os_error(e)}; training stopped at step {self.step} ({self.last_good()}); "
                             f"fix that and {resume}") from None
+        except (MemoryError, RuntimeError, ImportError) as e:
+            if not short_of_memory(e):
+                raise
+            failed = True  # nothing of the failed step is saved: its update may be half done
+            raise memory_error(e, f"in step {self.step + 1}", self.task, self.last_good(),
+                               bool(self.folder.step_checkpoints())) from None
         finally:
             bar.close()
             self._close(failed)
@@ -258,9 +315,34 @@ class Engine:
                 self.plot()
             if self.tb is not None:
                 self.tb.close()
-        except OSError:
+        except Exception:  # OSError, or memory still short after an out-of-memory error
             if not failed:  # while failing, the first error is the one to report
                 raise
+
+
+def short_of_memory(e: BaseException) -> bool:
+    """Out of memory, including a library first imported at a sample step (matplotlib) that the
+    loader could not map: that is an ImportError."""
+    text = str(e)
+    return out_of_memory(e) or (isinstance(e, ImportError) and ("failed to map segment" in text
+                                                                 or "Cannot allocate memory" in text))
+
+
+def memory_error(e: BaseException, when: str, task: Task, saved: str, resumable: bool) -> UserError:
+    """Out of memory as one line: which memory, in what, with which settings, and what to try."""
+    import re
+
+    gpu = type(e).__name__ == "OutOfMemoryError" or "CUDA" in str(e) or "MPS" in str(e)
+    size = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))
+    asked = f", asking for {size.group(1)} more" if size else ""
+    bf16 = task.precision != "bf16"  # bf16 activations take half the memory
+    if resumable:  # a resumed run keeps its batch: only a new run can take a smaller one
+        fix = ("continue with --resume --precision bf16" if bf16 else "free memory and continue with --resume") + \
+            ", or start over with a smaller --batch (--force deletes this run's checkpoints)"
+    else:
+        fix = "try a smaller --batch" + (" or --precision bf16" if bf16 else "")
+    return UserError(f"out of {'GPU' if gpu else 'CPU'} memory {when} ({task.workload}{asked}); "
+                     f"training stopped ({saved}); {fix}")
 
 
 def _tensorboard(folder: RunFolder, start_step: int):
@@ -271,16 +353,18 @@ def _tensorboard(folder: RunFolder, start_step: int):
     return SummaryWriter(str(folder.tensorboard), purge_step=start_step)
 
 
-def open_run(run: Path, resume: bool, force: bool, dist: Dist = Dist()) -> tuple[RunLock | None, dict | None]:
-    """Take the run folder (rank 0 holds its lock) and, for --resume, load the newest checkpoint.
-    A fresh start is checked here and cleared by `start_fresh` once the new config is known."""
+def open_run(run: Path, resume: bool, force: bool, dist: Dist = Dist(),
+             echo=lambda line: None) -> tuple[RunLock | None, dict | None]:
+    """Take the run folder (rank 0 holds its lock) and, for --resume, load the newest checkpoint
+    (echo says when that is not latest.pt). A fresh start is checked here and cleared by
+    `start_fresh` once the new config is known."""
     lock = RunFolder(run).lock() if dist.main else None
     try:
         if resume:
-            return lock, ckpt.load_latest(run)
+            return lock, ckpt.load_latest(run, echo if dist.main else (lambda line: None))
         folder = RunFolder(run)
         if folder.has_checkpoints() and not force:
-            raise UserError(f"{run} already has checkpoints; use --resume to continue or --force to start over")
+            raise folder.refuse_fresh()
         return lock, None
     except BaseException:
         if lock is not None:

@@ -24,8 +24,9 @@ from postergen import __version__
 from postergen.config import doc_field
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.engine.monitor import read_metrics
-from postergen.engine.run import Engine, Schedule, Task, check_kind, open_run, resume_config, start_fresh
-from postergen.engine.runtime import autocast, pick_device
+from postergen.engine.run import (Engine, Schedule, Task, check_dataset, check_kind, dataset_record, open_run,
+                                  resume_config, start_fresh)
+from postergen.engine.runtime import autocast, pick_device, resolve_precision
 from postergen.errors import TrainingDiverged, UserError
 from postergen.models import registry
 from postergen.models.sr import SRConfig, SRNet, check_sr
@@ -98,7 +99,7 @@ def check_sr_train(cfg: SRTrainConfig) -> None:
     limit("lr_halve_every", 0, MAX_STEPS, "steps")
     for name in ("blur_prob", "noise_prob", "jpeg_prob"):
         limit(name, 0.0, 1.0)
-    limit("blur_max", 0.0, None, "px")
+    limit("blur_max", 0.0, 100.0, "px")  # beyond the largest crop; float32-safe
     # the blur kernel (radius 3 sigma, in high-resolution pixels) must fit inside a crop
     if math.ceil(3 * cfg.blur_max * cfg.scale) >= cfg.patch * cfg.scale:
         raise ValueError(f"--blur-max {cfg.blur_max:g} px blurs across more than a --patch {cfg.patch} px crop "
@@ -253,8 +254,7 @@ def val_pairs(ds: PosterDataset, split: Split, cfg: SRTrainConfig) -> tuple[torc
 def _run_config(cfg: SRTrainConfig, ds: PosterDataset, split: Split) -> dict:
     return {"postergen": __version__, "kind": "sr", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
             "model": dataclasses.asdict(cfg.model_config()),
-            "dataset": {"path": str(ds.path.resolve()), "count": len(ds), "size": ds.meta["size"],
-                        "train": split.train, "val": split.val}}
+            "dataset": {**dataset_record(ds), "train": split.train, "val": split.val}}
 
 
 def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
@@ -324,6 +324,8 @@ class SRTask(Task):
         self.crops = Crops(ds, split, cfg, device)
         self.val = val_pairs(ds, split, cfg)
         self.images_per_step = cfg.batch
+        self.workload = f"--batch {cfg.batch} crops of {cfg.patch * cfg.scale} px"
+        self.precision = resolve_precision(cfg.precision, device)
         self.autocast = autocast(device, cfg.precision)
         self.loss_sum = torch.zeros((), device=device)
         self.loss_count = 0
@@ -373,7 +375,7 @@ class SRTask(Task):
 
 
 def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = False, force: bool = False,
-             changed: set[str] | None = None) -> dict:
+             changed: set[str] | None = None, allow_other_data: bool = False) -> dict:
     """Train (or continue) an SR run on a dataset prepared at the target size; returns a summary.
 
     changed: the fields the user set explicitly (on --resume only those, and only ones a run may
@@ -389,7 +391,7 @@ def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = Fal
         changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
     ds = open_dataset(Path(dataset_hr))
     run = Path(run)
-    lock, start = open_run(run, resume, force)
+    lock, start = open_run(run, resume, force, echo=print)
     with lock:
         if start is not None:
             saved = start["config"]
@@ -397,8 +399,12 @@ def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = Fal
             if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
                 raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} "
                                 f"posters at {saved['dataset']['size']}); {ds.path} does not match")
+            note = check_dataset(saved["dataset"], ds, run, allow_other_data)
+            if note:
+                print(note)
             split = Split(saved["dataset"]["train"], saved["dataset"]["val"])
-            config = {**saved, "arch": cfg.arch, "train": dataclasses.asdict(cfg)}
+            data = {**saved["dataset"], **dataset_record(ds)}  # the data it trains on from now on
+            config = {**saved, "arch": cfg.arch, "train": dataclasses.asdict(cfg), "dataset": data}
         else:
             split = _check_data(ds, cfg)
             config = _run_config(cfg, ds, split)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
-from postergen.runfolder import RunFolder
+from postergen.runfolder import GAN_MODEL_FIELDS, RunFolder, read_config
 from postergen.engine import plots
 from postergen.engine.run import check_kind
 from postergen.report import figures, html
@@ -64,20 +64,8 @@ class RunInfo:
 def load_run(run: Path, device: str = "cpu") -> RunInfo:
     """Read config.json (required: a folder without it is not a run) and metrics; load EMA G if any."""
     folder = RunFolder(run)
-    config_path = folder.config
-    if not run.is_dir():
-        raise UserError(f"{run}: no such run folder")
-    if not config_path.is_file():
-        raise UserError(f"{run}: not a run folder (no config.json; train writes it first)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{config_path}: unreadable ({e})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{config_path}: not a postergen run config (not a JSON object)")
+    config = read_config(run)  # every field used below is checked there
     check_kind(config, "gan", run, "postergen report")
-    if not {"train", "model", "genres"} <= config.keys():
-        raise UserError(f"{config_path}: not a postergen run config (missing train/model/genres)")
     rows = [r for r in read_metrics(folder.metrics) if isinstance(r, dict) and "step" in r]
     info = RunInfo(run, config, rows, diagnose(rows))
     try:
@@ -85,7 +73,23 @@ def load_run(run: Path, device: str = "cpu") -> RunInfo:
         info.step, info.device = loaded["step"], next(info.G.parameters()).device
     except UserError as e:
         info.missing_G = str(e)
+    else:
+        _check_agrees(folder, config, loaded)
     return info
+
+
+def _check_agrees(folder: RunFolder, config: dict, loaded: dict) -> None:
+    """The sections draw G with config.json's shape and genres: a hand-edited config.json that no longer
+    matches the checkpoint would fail inside the model, so it is a one-line error naming the field."""
+    def short(value) -> str:
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:56] + " ..."
+
+    pairs = [(f"model.{k}", config["model"][k], loaded["model"].get(k)) for k in GAN_MODEL_FIELDS]
+    for name, ours, theirs in pairs + [("genres", config["genres"], loaded.get("genres"))]:
+        if ours != theirs:
+            raise UserError(f"{folder.config}: field {name} is {short(ours)}, but {folder.latest} was trained "
+                            f"with {short(theirs)}")
 
 
 # ---------------------------------------------------------------------------------------------

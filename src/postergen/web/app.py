@@ -30,7 +30,8 @@ POST /api/generate
 
 Errors are JSON {"error": "one line", "detail": ...}: 404 unknown run/checkpoint/file, 400 a bad
 genre or a missing run choice, 409 no checkpoint yet, a damaged one or no upscaler, 422 fields out
-of range, 421 a Host header the studio does not answer to (below). Paths in errors are relative to
+of range, 421 a Host header the studio does not answer to (below), 413 a request body over MAX_BODY
+(64 KiB; refused unread, and the connection closed). Paths in errors are relative to
 the served folder (Studio.relative): a response never tells where the studio's files live.
 
 Host check (DNS rebinding): a web page on another site can point its own name at 127.0.0.1 and then
@@ -57,12 +58,12 @@ import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postergen import __version__
 from postergen.errors import UserError
@@ -76,6 +77,7 @@ from postergen.web.studio import MAX_SEED, Studio
 STATIC = Path(__file__).parent / "static"
 MAX_POSTERS = 64  # per request: a page of posters, and a bound on the work one request can ask for
 MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
+MAX_BODY = 64 << 10  # bytes of a request body: the API's JSON is well under 1 KB; beyond this a client could fill memory
 LIMITS = {"posters": MAX_POSTERS, "frames": MAX_POSTERS, "seed": MAX_SEED, "truncation": MAX_TRUNCATION}
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -183,10 +185,10 @@ def progress(run_id: str, request: Request) -> dict:
 
 
 @router.get("/api/runs/{run_id}/files/{name:path}")
-def run_file(run_id: str, name: str, request: Request) -> FileResponse:
+def run_file(run_id: str, name: str, request: Request) -> Response:
     _, run = _studio(request).run(run_id)
-    path, media = run_folders.run_file(run, name)
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
+    data, media = run_folders.snapshot(run, name)  # bytes read once: training may be appending
+    return Response(data, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/api/generate", response_model=GenerateResponse)
@@ -201,9 +203,9 @@ async def interpolate(body: InterpolateRequest, request: Request) -> dict:
     return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)
 
 
-def _error(status: int, message: str, detail=None) -> JSONResponse:
+def _error(status: int, message: str, detail=None, headers: dict | None = None) -> JSONResponse:
     body = {"error": message} if detail is None else {"error": message, "detail": jsonable_encoder(detail)}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -300,6 +302,57 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """Answers 413 to a request whose body is over `limit` bytes, before the app holds it in memory.
+
+    FastAPI reads a whole body before it parses it, so without a bound the client decides how much
+    memory the server takes (a 256 MiB POST grew it by 500 MB). A declared Content-Length over the
+    limit is refused before any of the body is read; a chunked body is read here up to the limit and
+    handed on, or refused the moment it passes it. The 413 closes the connection, so the rest of the
+    body is never read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            declared = headers.get("content-length", "0").strip()  # digits under uvicorn; else unmeasurable: refused
+            if "chunked" in headers.get("transfer-encoding", "").lower():  # chunked wins over a Content-Length
+                receive = await self._read_chunked(receive)  # None: over the limit
+            elif not declared.isdigit() or int(declared) > self.limit:
+                receive = None
+            if receive is None:
+                response = _error(413, f"request body over {self.limit // 1024} KiB (the studio's requests are "
+                                       "small JSON objects)", headers={"Connection": "close"})  # the rest stays unread
+                await response(scope, _nothing, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _read_chunked(self, receive: Receive) -> Receive | None:
+        """The body's messages read up to the limit and replayed to the app; None once it passes the limit."""
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away: the app hears it next
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return None
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+        return replay
+
+
+async def _nothing() -> Message:  # a response sent without reading the request
+    return {"type": "http.disconnect"}
+
+
 def check_root(root: Path) -> None:
     """A one-line UserError unless ROOT is a folder the studio can list."""
     try:
@@ -338,6 +391,7 @@ def create_app(root: Path, device: str = "cpu", upscaler: upscalers.Upscaler | N
                   docs_url=None, redoc_url=None,
                   description="Generate AI movie posters from postergen runs. See the module docstring of postergen.web.app.")
     app.state.studio = studio
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # added first, so inside the Host check (the outermost)
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, names=allowed_hosts)
     app.include_router(router)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from postergen.engine.run import run_kind
 from postergen.errors import UserError
-from postergen.runfolder import RunFolder
+from postergen.runfolder import RunFolder, check_config
 
 UPSCALER_FOLDER = "sr"  # the preferred super-resolution run next to the GAN runs
 ACTIVE_SECONDS = 120  # a run that wrote metrics or samples this recently counts as still training
@@ -98,7 +98,8 @@ def discover(root: Path) -> dict[str, Path]:
 
 
 def read_config(run: Path) -> dict:
-    """The run's config.json ({} before training writes it); Unavailable when it is unreadable or not an object."""
+    """The run's config.json ({} before training writes it); Unavailable when it is unreadable, not an
+    object, or a field readers use is missing or of the wrong type (runfolder.check_config)."""
     try:
         config = json.loads(RunFolder(run).config.read_text())
     except FileNotFoundError:
@@ -109,7 +110,10 @@ def read_config(run: Path) -> dict:
         raise Unavailable(f"{run.name}: config.json is not readable ({str(e)[:200] or type(e).__name__})") from None
     if not isinstance(config, dict):
         raise Unavailable(f"{run.name}: config.json is not readable (not a JSON object)")
-    return config
+    try:  # named from the served folder: the message reaches clients
+        return check_config(config, f"{run.name}/config.json", whole=True)
+    except UserError as e:
+        raise Unavailable(str(e)) from None
 
 
 def _section(config: dict, key: str) -> dict:
@@ -152,6 +156,25 @@ def run_file(run: Path, name: str) -> tuple[Path, str]:
     if not path.is_relative_to(run.resolve()) or not path.is_file():
         raise NotFound(f"no file {name[:80]!r} in run {run.name}")
     return path, media
+
+
+def snapshot(run: Path, name: str) -> tuple[bytes, str]:
+    """An allow-listed file of the run, read once -> (bytes, media type).
+
+    Training appends to metrics.jsonl while it is served: a size taken before reading would not match
+    the bytes read, cutting the answer short. So the answer is exactly the bytes read here, and
+    metrics.jsonl ends after its last complete line (training may be halfway through writing one).
+    """
+    path, media = run_file(run, name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # removed since run_file looked (an old sample grid, a --force restart)
+        raise NotFound(f"no file {name[:80]!r} in run {run.name}") from None
+    except OSError as e:  # str(e) would name the absolute path; strerror does not
+        raise Unavailable(f"{run.name}/{name}: not readable ({e.strerror or type(e).__name__})") from None
+    if name == "metrics.jsonl":
+        data = data[:data.rfind(b"\n") + 1]
+    return data, media
 
 
 def file_url(run_id: str, name: str) -> str:
