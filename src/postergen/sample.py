@@ -54,7 +54,8 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
             for i in range(0, n, batch):
                 z = noise(seeds[i:i + batch], config["model"]["z_dim"], truncation).to(dev)
                 images = maybe_upscale(render(G, z, vec, dev), upscale, dev)  # (b, 3, H, W) uint8
-                kept.append(images[:max(0, shown - i)].clone())  # clone: the rest of the batch can be freed
+                if i < shown:  # a copy, so the rest of the batch can be freed
+                    kept.append(images[:shown - i].clone())
                 for s, img, file in zip(seeds[i:i + batch], images, names[label][i:i + batch]):
                     writer.put(img, file, png_info(source, step, s, label))
                     written.append(file)
