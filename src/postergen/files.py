@@ -159,12 +159,12 @@ NAME_CHARS = 48  # longest readable part of a file name made from a label (bytes
 def file_label(text: str) -> str:
     """A label from a dataset (a genre, 'action+comedy') as one safe file-name part.
 
-    Letters and digits of any script, '+', '-', '_' and inner '.' stay; anything else ('/', '..',
-    control characters, HTML) becomes '_'. A label that had to change (or be cut) gets 6 hex digits
+    Letters and digits of any script, '+', '-', '_', spaces and inner '.' stay; anything else ('/',
+    '..', control characters, HTML) becomes '_'. A label that had to change (or be cut) gets 6 hex digits
     of its hash, so two labels never share a file name. The real label stays in provenance and grids.
     """
     text = unicodedata.normalize("NFC", text)
-    safe = "".join(c if c.isalnum() or c in "+-_." else "_" for c in text).strip(".") or "_"
+    safe = "".join(c if c.isalnum() or c in "+-_. " else "_" for c in text).strip(". ") or "_"
     if safe == text and len(safe) <= NAME_CHARS:
         return safe
     return f"{safe[:NAME_CHARS]}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
