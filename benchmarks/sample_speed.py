@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from postergen.models.dcgan import ModelConfig, build_models
+from postergen.models.dcgan import Generator, ModelConfig
 from postergen.provenance import png_info
 from postergen.draw import PngWriter, noise
 from postergen.draw import render
-from postergen.engine.runtime import pick_device
+from postergen.runtime import pick_device
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="PNG writer threads (default: cores, at most 8)")
     args = parser.parse_args()
     device = pick_device(args.device)
-    G, _ = build_models(ModelConfig())  # the seed's G at 64 px; weights do not change the cost
+    G = Generator(ModelConfig())  # the seed's G at 64 px; weights do not change the cost
     G = G.to(device).eval()
     t0 = time.perf_counter()
     z = noise(list(range(args.n)), 100)

@@ -186,13 +186,15 @@ def _run_info(args: argparse.Namespace) -> None:
     print(describe(args.path))
 
 
-_TRAIN_OWN = {"preset", "steps"}  # given their own options below
+_TRAIN_OWN = {"preset", "steps", "model_options"}  # given their own options below
+_OWN_OPTION = "model_option_"  # argparse dest prefix of a model family's own options (TrainConfig.model_options)
 
 
 def _add_config_options(p: argparse.ArgumentParser, config_class, skip: set[str] = frozenset(),
-                        alternative: tuple[str, dict] | None = None, choices: dict | None = None) -> None:
-    """One --flag per dataclass field, help from the field's doc; defaults stay in the dataclass only
-    (every flag defaults to None, meaning "not given")."""
+                        alternative: tuple[str, dict] | None = None, choices: dict | None = None,
+                        helps: dict | None = None) -> None:
+    """One --flag per dataclass field, help from the field's doc (or `helps`, for a field whose help the
+    registries make); defaults stay in the dataclass only (every flag defaults to None: "not given")."""
     import dataclasses
 
     for f in dataclasses.fields(config_class):
@@ -202,7 +204,7 @@ def _add_config_options(p: argparse.ArgumentParser, config_class, skip: set[str]
         note = f"default {f.default!r}"
         if alternative and f.name in alternative[1]:
             note += f"; {alternative[0]} {alternative[1][f.name]!r}"
-        text = f"{f.metadata['doc']} ({note})"
+        text = f"{(helps or {}).get(f.name) or f.metadata['doc']} ({note})"
         if type(f.default) is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
@@ -233,6 +235,7 @@ def _given_options(args: argparse.Namespace, config_class, skip: set[str] = froz
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from postergen.config import PRESETS, TrainConfig
+    from postergen.models import registry
 
     p = sub.add_parser("train", help="train a GAN on a dataset folder",
                        description="Train the seed's DCGAN (--preset seed) or the stable poster recipe.")
@@ -249,30 +252,52 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="let --resume continue on a dataset other than the run's (other posters; same size and genres)")
     p.add_argument("--force", action="store_true", help="start the run over, deleting its checkpoints and samples")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    _add_config_options(p, TrainConfig, skip=_TRAIN_OWN, alternative=("seed preset", PRESETS["seed"]))
+    _add_config_options(p, TrainConfig, skip=_TRAIN_OWN, alternative=("seed preset", PRESETS["seed"]),
+                        helps={"arch": f"generator: {registry.describe('gan')}",
+                               "discriminator": f"D: {registry.describe_discriminators()}"})
+    _add_own_options(p)
     p.set_defaults(func=_run_train)
+
+
+def _add_own_options(p: argparse.ArgumentParser) -> None:
+    """--<field> for each gan family's own config fields (the registry's own_options), kept apart from
+    TrainConfig's options until _run_train gathers them into model_options."""
+    from postergen.models import registry
+
+    families: dict[str, tuple] = {}
+    for arch in registry.names("gan"):
+        for f in registry.own_options(arch):
+            families.setdefault(f.name, (f, []))[1].append(arch)
+    for name, (f, archs) in families.items():
+        doc = f.metadata.get("doc", name.replace("_", " "))
+        p.add_argument("--" + name.replace("_", "-"), type=type(f.default), default=None, dest=_OWN_OPTION + name,
+                       metavar=name.upper(), help=f"{doc} (--arch {' or '.join(archs)}; default {f.default!r})")
 
 
 def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from postergen.config import TrainConfig, check, from_preset
+    from postergen.config import TrainConfig, from_preset
     from postergen.data.dataset import open_dataset
+    from postergen.engine.gan import check_train
 
     given = _given_options(args, TrainConfig, _TRAIN_OWN)
     if args.steps is not None:
         given["steps"] = args.steps
+    own = {k.removeprefix(_OWN_OPTION): v for k, v in vars(args).items() if k.startswith(_OWN_OPTION)}
+    if any(v is not None for v in own.values()):
+        given["model_options"] = {k: v for k, v in own.items() if v is not None}
     for option, value in (("--epochs", args.epochs), ("--kimg", args.kimg)):
         if value is not None:
             _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
     cfg = from_preset(args.preset, **given)
-    _check(check, cfg)  # every option before the dataset is read or anything is written
+    _check(check_train, cfg)  # every option before the dataset is read or anything is written
     if args.allow_other_data and not args.resume:
         raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
     _check_output(args.out, folder=True)
     ds = open_dataset(args.dataset)
     _check_gan_size(ds)
-    from postergen.engine.checkpoint import load_latest
+    from postergen.checkpoint import load_latest
     from postergen.engine.gan import resolve, train
 
     start = load_latest(args.out) if args.resume else None  # a resumed run keeps its own settings
@@ -337,6 +362,8 @@ def _check_gan_size(ds) -> None:
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
+    from postergen.weights import ARCHS as WEIGHT_ARCHS  # the forms of generator weights it reads
+
     p = sub.add_parser("sample", help="generate posters from a run, checkpoint or exported generator")
     p.add_argument("run", type=_path, help="run folder, checkpoint .pt, exported .safetensors, or a tutorial netG .pth")
     p.add_argument("-o", "--out", type=_path, required=True, help="output folder")
@@ -357,7 +384,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["gif", "webp"], default="gif", help="animation format (default %(default)s)")
     p.add_argument("--upscale", type=_path, default=None, metavar="SR_RUN",
                    help="enlarge every poster with this trained upscaler (postergen train-sr)")
-    p.add_argument("--arch", choices=["postergen", "dcgan-tutorial"], default="postergen",
+    p.add_argument("--arch", choices=list(WEIGHT_ARCHS), default=WEIGHT_ARCHS[0],
                    help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
     p.add_argument("--batch", type=int, default=32,
                    help="posters drawn at once; memory grows with it, not with --n (default %(default)s)")
@@ -422,6 +449,10 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from postergen.metrics import METRICS, default_metrics
+
+    defaults = default_metrics()
+    others = [name for name in METRICS if name not in defaults]
     p = sub.add_parser("evaluate", help="measure quality, variety and copying of a run (or of any images) against a dataset")
     p.add_argument("run", type=_path, nargs="?", default=None, help="run folder (or give --images instead)")
     p.add_argument("--images", type=_path, default=None, metavar="DIR",
@@ -430,8 +461,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=10000, help="posters generated and real posters compared (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="poster i uses seed+i (default %(default)s)")
     p.add_argument("--metrics", default=None,
-                   help="comma-separated subset of fd,kid,precision,recall,density,coverage,perceptual_diversity,"
-                        "copies,swd,diversity,genre,fid (default: all of them), or memorization (pixel copies)")
+                   help=f"comma-separated subset of {','.join(defaults)} (default: all of them)"
+                        + (f", or {', '.join(others)}" if others else ""))
     p.add_argument("--json", type=_path, default=None, dest="json_path", metavar="PATH",
                    help="also write every result to this JSON file (likely copies by file name), pictures beside it")
     p.add_argument("--all-checkpoints", action="store_true",
@@ -446,6 +477,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from postergen.config import MAX_SEED
     from postergen.evaluate import evaluate, evaluate_images, format_table, json_files
+    from postergen.metrics import default_metrics
 
     _limit("--n", args.n, 2, MAX_POSTERS, "posters")
     _limit("--seed", args.seed, 0, MAX_SEED)
@@ -453,7 +485,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     if args.metrics is not None:
         metrics = [m.strip() for m in args.metrics.split(",")]
         if not all(metrics):
-            raise UserError(f"--metrics {args.metrics!r} has an empty name; give e.g. swd,fid, or leave it out for all")
+            example = ",".join(default_metrics()[:2])
+            raise UserError(f"--metrics {args.metrics!r} has an empty name; give e.g. {example}, or leave it out for all")
     if args.inception_weights is not None and not args.inception_weights.is_file():
         why = "a folder, not the weights file" if args.inception_weights.is_dir() else "no such file"
         raise UserError(f"--inception-weights {args.inception_weights}: {why}")
@@ -503,6 +536,8 @@ def _run_report(args: argparse.Namespace) -> None:
 
 def _add_train_sr(sub: argparse._SubParsersAction) -> None:
     from postergen.engine.sr import SRTrainConfig
+    from postergen.models import registry
+    from postergen.models.sr import SCALES
 
     p = sub.add_parser("train-sr", help="train a super-resolution upscaler on posters prepared at the target size")
     p.add_argument("dataset", type=_path, help="dataset prepared at the high resolution, e.g. --size 256")
@@ -512,7 +547,8 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
                    help="let --resume continue on a dataset other than the run's (same size and count)")
     p.add_argument("--force", action="store_true", help="start the run over")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    _add_config_options(p, SRTrainConfig, choices={"scale": [2, 4], "arch": ["edsr", "espcn"]})
+    _add_config_options(p, SRTrainConfig, choices={"scale": list(SCALES), "arch": registry.names("sr")},
+                        helps={"arch": f"network: {registry.describe('sr')}"})
     p.set_defaults(func=_run_train_sr)
 
 
@@ -583,12 +619,17 @@ def _run_serve(args: argparse.Namespace) -> None:
     serve(args.root, args.host, args.port, args.device, allowed_hosts=names)
 
 
+# The commands, in --help's order: each adds its subparser (and sets its _run_ function).
+COMMANDS = [_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report,
+            _add_train_sr, _add_upscale, _add_serve]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="postergen", description="Train GANs on movie posters and generate new ones.")
     parser.add_argument("--version", action="version", version=f"postergen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_synth, _add_prepare, _add_info, _add_train, _add_sample, _add_export, _add_evaluate, _add_report, _add_train_sr, _add_upscale, _add_serve):
+    for add in COMMANDS:
         add(sub)
     return parser
 

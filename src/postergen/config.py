@@ -18,6 +18,7 @@ MAX_CHANNELS = 4096  # z_dim, ngf, ndf, max_channels, genre_dim
 MAX_REPEAT = 1000  # d_every, g_steps, r1_every
 MAX_KEEP = 10_000  # checkpoints kept
 MAX_SEED = 2**32 - 1  # the seed range of numpy and most tools
+MAX_STUDIO_SEED = 2**31 - 1  # the studio's: seeds stay exact as JavaScript numbers and fit every RNG
 MAX_WEIGHT = 1e4  # loss weights (R1, feature D): far above any useful value, and finite in float32 gradients
 MAX_EMA_KIMG = 1e6  # an EMA half-life longer than any run (1e9 images)
 MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
@@ -34,8 +35,7 @@ def doc_field(default, doc: str):
 _f = doc_field
 
 D_NORMS = ("batch", "none")
-GENERATORS = ("dcgan", "fastgan")  # models/registry.py's gan architectures (named by their generator)
-DISCRIMINATORS = ("dcgan", "projected", "ensemble", "fastgan")
+DATA_FIELDS = ("height", "width", "n_genres")  # model config fields the dataset sets, never options
 FEATURE_RES = (64, 512)  # the projected D's input range in pixels (width; a multiple of 32)
 MIN_WIDTH, MAX_WIDTH = 32, 256
 # Output widths in pixels G and D are built for: powers of two, each one more stride-2 layer.
@@ -62,10 +62,8 @@ class ModelConfig:
     d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
     spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
     minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
-    discriminator: str = _f("dcgan", "D: dcgan (learns its own features), projected (judges through a "
-                                     "frozen ImageNet EfficientNet-Lite0; Projected GAN) or ensemble (both side "
-                                     "by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN) "
-                                     "or fastgan (FastGAN's, kept from overfitting by reconstructing real images)")
+    discriminator: str = _f("dcgan", "D, a name in models/registry.py's DISCRIMINATORS (`postergen train "
+                                     "--help` lists them); any generator trains with any D")
     feature_res: int = _f(224, "projected and ensemble D: width in pixels images are resized to before the "
                                "frozen network (its ImageNet size is 224), a multiple of 32")
 
@@ -73,8 +71,6 @@ class ModelConfig:
         check_size(self.height, self.width)
         if self.d_norm not in D_NORMS:
             raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
-        if self.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, got {self.discriminator!r}")
         check_feature_res(self.feature_res)
         for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
             if getattr(self, name) < 1:
@@ -123,7 +119,8 @@ class TrainConfig:
     steps: int = _f(3000, "training steps; one step = one D update and one G update")
     batch: int = _f(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
-    arch: str = _f("dcgan", "generator: dcgan (the tutorial's) or fastgan (lightweight, skip-layer excitation)")
+    arch: str = _f("dcgan", "generator, a gan architecture of models/registry.py (`postergen train --help` "
+                            "lists them)")
     z_dim: int = _model("z_dim")
     ngf: int = _model("ngf")
     ndf: int = _model("ndf")
@@ -171,11 +168,19 @@ class TrainConfig:
     checkpoint_every: int = _f(500, "steps between checkpoints")
     keep_checkpoints: int = _f(3, "step checkpoints kept besides latest.pt")
     tensorboard: bool = _f(True, "also write TensorBoard scalars and images if tensorboard is installed")
+    # A family with its own config (models/registry.py) has options no field above names: the CLI
+    # makes them from its config's fields, and they are kept here.
+    model_options: dict = field(default_factory=dict, metadata={
+        "doc": "the arch's own options: fields of its config that are no option above"})
 
-    def model_config(self, height: int, width: int, n_genres: int) -> ModelConfig:
-        """The model this training builds: the options named like ModelConfig fields, plus the data's shape."""
-        options = {k: getattr(self, k) for k in MODEL_OPTIONS}
-        return ModelConfig(height=height, width=width, n_genres=n_genres if self.conditional else 0, **options)
+    def model_config(self, height: int, width: int, n_genres: int, config_class: type | None = None):
+        """The model this training builds, of the arch's config class (ModelConfig unless given): the
+        options named like its fields and its own options, plus the data's shape."""
+        config_class = config_class or ModelConfig
+        names = {f.name for f in dataclasses.fields(config_class)} - set(DATA_FIELDS)
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in names}
+        return config_class(height=height, width=width, n_genres=n_genres if self.conditional else 0,
+                            **options, **self.model_options)
 
 
 # TrainConfig options that are ModelConfig fields (the rest of ModelConfig comes from the data).
@@ -197,13 +202,12 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
-# Fields that define the model or the optimisation: fixed for the life of a run (--resume keeps them).
-RUN_FIXED = {
-    "preset", "batch", "arch", "z_dim", "ngf", "ndf", "max_channels", "conditional", "genre_dim", "genre_bn",
-    "label_dropout",
-    "d_norm", "spectral_norm", "minibatch_std", "discriminator", "feature_res", "feature_weight", "feature_start",
-    "loss", "lr_g", "lr_d", "beta1", "beta2", "d_every",
-    "g_steps", "real_label", "r1_gamma", "r1_every", "ema_kimg", "ema_rampup", "augment", "seed",
+# Fields a resumed run may change: how long it runs, how it reports, where and how fast it runs. Every
+# other field defines the model or the optimisation and stays fixed for the life of a run (a new field
+# too, until it is listed here); train-sr's SR_RESUMABLE is the same kind of list.
+RESUMABLE = {
+    "steps", "device", "channels_last", "sync_bn", "cuda_graph", "precision", "log_every", "sample_every",
+    "checkpoint_every", "keep_checkpoints", "tensorboard",
 }
 
 
@@ -287,7 +291,8 @@ def check_run_options(cfg, intervals: tuple[str, ...]) -> None:
 
 
 def check(cfg: TrainConfig) -> None:
-    """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
+    """Range checks with messages a user can act on: ValueError naming the option, the value and its unit.
+    The names of models (--arch, --discriminator) are the registry's to check: models.registry.check_names."""
     def limit(name: str, *args, **kw) -> None:
         check_range(flag(name), getattr(cfg, name), *args, **kw)
 
@@ -297,9 +302,7 @@ def check(cfg: TrainConfig) -> None:
     for name in ("z_dim", "ngf", "ndf", "max_channels", "genre_dim"):
         limit(name, 1, MAX_CHANNELS, "channels")
     limit("label_dropout", 0.0, 1.0)
-    check_choice("--arch", cfg.arch, GENERATORS)
     check_choice("--d-norm", cfg.d_norm, D_NORMS)
-    check_choice("--discriminator", cfg.discriminator, DISCRIMINATORS)
     check_feature_res(cfg.feature_res)
     limit("feature_weight", 0.0, MAX_WEIGHT)
     limit("feature_start", 0, MAX_STEPS, "steps")

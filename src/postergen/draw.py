@@ -17,9 +17,9 @@ from torch import nn
 
 from postergen import __version__
 from postergen.config import ModelConfig
-from postergen.engine.runtime import autocast
 from postergen.errors import UserError
 from postergen.files import save_image
+from postergen.runtime import autocast
 
 
 def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: torch.device, per_row: int = 8):

@@ -25,7 +25,7 @@ from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.data.ingest import PrepareConfig, decode_image
 from postergen.errors import UserError
 from postergen.files import write_atomic
-from postergen.metrics import MetricInputs, get_metric
+from postergen.metrics import MetricInputs, default_metrics, get_metric
 from postergen.metrics.copies import save_histogram
 from postergen.metrics.memorization import save_pairs
 from postergen.metrics.perceptual import PerceptualConfig
@@ -33,10 +33,9 @@ from postergen.draw import noise
 from postergen.runfolder import RunFolder
 from postergen.weights import load_generator
 from postergen.draw import render
-from postergen.engine.runtime import pick_device
+from postergen.runtime import pick_device
 
-DEFAULT_METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "perceptual_diversity", "copies",
-                   "swd", "diversity", "genre", "fid")
+DEFAULT_METRICS = tuple(default_metrics())  # the registry's default set as imported; evaluate asks it anew
 NEAREST_PNG = "eval_nearest.png"
 DISTANCES_PNG = "eval_nn_distances.png"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -192,7 +191,7 @@ def prepare_evaluation(data: Path, n: int, seed: int, metrics: list[str] | None,
                        device: str, perceptual: PerceptualConfig | None, feature_cache: bool, progress: bool,
                        echo) -> tuple[PosterDataset, int, list[str], dict]:
     """Checks shared by runs and image folders -> (dataset, n capped at its size, metric names, shared state)."""
-    names = list(metrics or DEFAULT_METRICS)
+    names = list(metrics or default_metrics())
     for name in names:
         get_metric(name)  # unknown names fail before any work
     ds = open_dataset(data)
@@ -215,7 +214,7 @@ def evaluate(run: Path, data: Path, n: int = 10000, seed: int = 0, metrics: list
     """Evaluate the newest checkpoint of `run` (or every one) against `data`; write RUN/eval.json.
 
     n: posters per set (generated and real), capped at the dataset size. metrics: names from
-    postergen.metrics.METRICS (None = all of DEFAULT_METRICS). all_checkpoints: also record one
+    postergen.metrics.METRICS (None = its default set, metrics.default_metrics()). all_checkpoints: also record one
     JSON line per step checkpoint in RUN/eval.jsonl (metric-vs-step curves; see record_curve_point).
     configs: per-metric config objects by name, replacing that metric's defaults. json_path: also
     write the result there. perceptual: the feature space's settings (None: Lite2 at 260 px).

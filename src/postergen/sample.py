@@ -16,7 +16,7 @@ from postergen.errors import UserError, out_of_memory
 from postergen.files import check_replaceable, file_label, save_image
 from postergen.provenance import png_info
 from postergen.draw import PngWriter, condition, genre_vectors, noise, render, save_grid, walk
-from postergen.engine.runtime import pick_device
+from postergen.runtime import pick_device
 from postergen.upscale import cached_upscaler, maybe_upscale
 from postergen.weights import load_generator
 

@@ -15,12 +15,12 @@ from postergen import __version__
 from postergen.data.ingest import to_rgb
 from postergen.errors import UserError
 from postergen.files import save_image
-from postergen.models.sr import SRConfig, SRNet, build_sr
+from postergen.models.sr import SRConfig, SRNet, build_sr, sr_forward
 from postergen.provenance import PREFIX
 from postergen.runfolder import RunFolder
 from postergen.weights import brief
-from postergen.engine.checkpoint import load_checkpoint
-from postergen.engine.runtime import pick_device
+from postergen.checkpoint import load_checkpoint
+from postergen.runtime import pick_device
 
 MAX_INPUT_PIXELS = 1024 * 1024  # larger inputs are skipped: x4 of them would need gigabytes
 
@@ -43,8 +43,6 @@ def load_upscaler(path: Path, device: torch.device | str = "cpu") -> tuple[SRNet
 def upscale_images(model: SRNet, images: torch.Tensor | np.ndarray, device: torch.device | str = "cpu",
                    batch: int = 64, precision: str = "auto") -> torch.Tensor:
     """uint8 (N, 3, h, w) -> uint8 (N, 3, h * scale, w * scale) on the CPU, `batch` images at a time."""
-    from postergen.engine.sr import sr_forward
-
     images = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")

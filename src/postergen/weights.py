@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from postergen import __version__
-from postergen.engine.checkpoint import load_checkpoint
-from postergen.engine.run import check_kind
+from postergen.checkpoint import check_kind, load_checkpoint, run_kind
 from postergen.errors import UserError
 from postergen.models import registry
 from postergen.models.dcgan import Generator, ModelConfig
@@ -117,7 +116,7 @@ def export(run: Path, out: Path, ema: bool = True) -> dict:
     from postergen.files import write_atomic
 
     G, config = load_generator(run, ema=ema)
-    meta = {"kind": "gan", "arch": config.get("arch", "dcgan"), "model": config["model"],
+    meta = {"kind": "gan", "arch": run_kind(config)[1], "model": config["model"],
             "genres": config["genres"], "step": config["step"],
             "ema": ema, "postergen": __version__, "run": str(Path(run).resolve())}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,29 +14,31 @@ import torch
 from torch import nn
 
 from postergen import __version__
-from postergen.config import RUN_FIXED, TrainConfig, check
+from postergen.checkpoint import check_kind, run_kind
+from postergen.config import RESUMABLE, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
+from postergen.diagnose import d_overpowering, diversity_drops
 from postergen.draw import fixed_inputs, render, save_grid
 from postergen.engine.collapse import SampleDiversity
 from postergen.engine.monitor import CollapseWatch, FailureWatch
 from postergen.engine.objectives import trainable
-from postergen.engine.plots import loss_plot
-from postergen.engine.diagnose import d_overpowering, diversity_drops
-from postergen.engine.run import (Engine, Schedule, Task, check_dataset, check_kind, dataset_record, memory_error,
+from postergen.engine.run import (Engine, Schedule, Task, check_dataset, dataset_record, memory_error,
                                   open_run, resume_config, short_of_memory, start_fresh)
-from postergen.engine.runtime import Dist, init_distributed, resolve_precision
 from postergen.engine.step import Meter, Models, Stepper, step_runner
 from postergen.errors import UserError
 from postergen.files import write_atomic
 from postergen.models import registry
 from postergen.models.dcgan import ModelConfig
+from postergen.plots import loss_plot
 from postergen.runfolder import RunFolder
+from postergen.runtime import Dist, init_distributed, resolve_precision
 
 
 def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist(),
-          arch: str = "dcgan") -> Models:
+          arch: str | None = None) -> Models:
+    """G, D, EMA G and optimisers of gan architecture `arch` (cfg.arch unless given) for model_cfg."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    G, D = registry.get(arch, kind="gan").build(model_cfg)  # each model initialises its own weights
+    G, D = registry.get(arch or cfg.arch, kind="gan").build(model_cfg)  # each model initialises its own weights
     if dist.enabled and cfg.sync_bn:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device), D.to(device)
@@ -54,9 +56,9 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
-    # The ensemble D's feature part takes no part in steps before --feature-start: DDP must look for
-    # parameters a step left unused, or the next step fails waiting for their gradients.
-    unused = cfg.discriminator == "ensemble"
+    # A D with parts a step may leave unused (the ensemble's feature part before --feature-start) says
+    # so: DDP must then look for unused parameters, or the next step fails waiting for their gradients.
+    unused = bool(getattr(D, "IDLE_PARTS", ()))
     return Models(G, D, G_ema, opt_g, opt_d, DDP(G, device_ids=ids),
                   DDP(D, device_ids=ids, find_unused_parameters=unused))
 
@@ -91,7 +93,7 @@ def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: 
 def resumed_config(saved: dict, cfg: TrainConfig, changed: set[str], run: Path) -> TrainConfig:
     """The run's stored settings with only the options the user gave (and a run may change) applied."""
     check_kind(saved, "gan", run, "postergen train --resume")
-    return resume_config(TrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, RUN_FIXED, run)
+    return resume_config(TrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, RESUMABLE, run)
 
 
 def _check_same_data(saved: dict, ds: PosterDataset, run: Path, allow: bool) -> str | None:
@@ -111,7 +113,7 @@ class GANTask(Task):
     divergence_advice = "Try a lower --lr-d/--lr-g or --preset stable"
 
     def __init__(self, ds: PosterDataset, cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str],
-                 device: torch.device, dist: Dist, arch: str = "dcgan") -> None:
+                 device: torch.device, dist: Dist, arch: str | None = None) -> None:
         self.cfg, self.genres, self.device, self.dist, self.seed = cfg, genres, device, dist, cfg.seed
         self.m = build(cfg, model_cfg, device, dist, arch)
         seed_rank_rng(cfg.seed, dist)
@@ -120,7 +122,7 @@ class GANTask(Task):
         self.workload = workload(cfg, ds)
         self.precision = resolve_precision(cfg.precision, device)
         self.stepper = Stepper(self.m, cfg, device, conditional=model_cfg.n_genres > 0, world=dist.world)
-        self.meter = Meter(device, dist)
+        self.meter = Meter(device, dist, self.stepper.obj.part_keys)
         self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
         self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
         self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed[2], seed=cfg.seed)
@@ -251,11 +253,22 @@ def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = 
             echo(note)
         # the data it trains on from now on (a moved dataset's new path; a fingerprint for older runs)
         data = {**saved["dataset"], **dataset_record(ds)}
-        return cfg, {**saved, "kind": "gan", "arch": saved.get("arch", "dcgan"), "train": dataclasses.asdict(cfg),
+        return cfg, {**saved, "kind": "gan", "arch": run_kind(saved)[1], "train": dataclasses.asdict(cfg),
                      "dataset": data}
     H, W = ds.meta["size"]
     genres = ds.genres if cfg.conditional else []
-    return cfg, gan_config(cfg, cfg.model_config(H, W, len(genres)), genres, ds)
+    try:  # the arch's own config: its own checks of its own options
+        model_cfg = cfg.model_config(H, W, len(genres), registry.get(cfg.arch, kind="gan").config)
+    except ValueError as e:
+        raise UserError(f"--arch {cfg.arch}: {e}") from None
+    return cfg, gan_config(cfg, model_cfg, genres, ds)
+
+
+def check_train(cfg: TrainConfig) -> None:
+    """Every option of `train` before anything is read or written: config.check's ranges, then the
+    names only the model registry knows (ValueError, one line each)."""
+    check(cfg)
+    registry.check_names(cfg)
 
 
 def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
@@ -265,7 +278,7 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     changed: the options the user gave; on --resume only those (and only ones a run may change)
     override the run's stored settings. allow_other_data: resume on a dataset other than the run's.
     """
-    check(cfg)
+    check_train(cfg)
     dist, device = init_distributed(cfg.device)
     lock = None
     try:
@@ -273,10 +286,10 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         lock, start = open_run(run, resume, force, dist, echo)
         cfg, config = resolve(ds, run, cfg, changed, start, allow_other_data, echo if dist.main else (lambda line: None))
         model_cfg, genres = registry.model_config(config), config["genres"]
-        if dist.main and cfg.discriminator == "ensemble" and cfg.feature_start >= cfg.steps:
-            echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
-                 "the ensemble's feature D will not train in this run")
         task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
+        if dist.main and task.stepper.staged and cfg.feature_start >= cfg.steps:
+            echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
+                 "D's feature part will not train in this run")
         if start is None:
             start_fresh(run, config, force, dist)
         else:

@@ -1,30 +1,12 @@
-"""Watching a run: metric lines, the seed's failure mode and mode collapse (loss.png: GANTask.plot)."""
+"""Watching a run as it trains: the seed's failure mode and mode collapse (loss.png: GANTask.plot;
+the metric lines themselves: checkpoint.read_metrics)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
-from pathlib import Path
 
-from postergen.files import write_atomic
-from postergen.engine.diagnose import ADVICE_D, Thresholds, d_overpowering, diversity_drops
-
-
-def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
-    """Metric lines of a run; with up_to_step, the file is cut back to that step (after a crash)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by kill -9
-    if up_to_step is not None:
-        rows = [r for r in rows if r["step"] <= up_to_step]
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))  # a full disk keeps the old file
-    return rows
+from postergen.diagnose import ADVICE_D, Thresholds, d_overpowering, diversity_drops
 
 
 class FailureWatch:

@@ -3,9 +3,10 @@ the augmentation D sees, and which parameters train.
 
 The math lives in losses.py (pure functions of logits) and augment.py (DiffAugment); this module
 picks them from a TrainConfig once. A D returns one logit tensor or a Verdict (models/verdict.py):
-the ensemble D's second part (its feature D, on steps with the feature term) combines as
+a second part (the ensemble's feature D, on steps with the feature term) combines as
 loss(logits) + feature_weight * loss(features) in D's objective and in G's; a D's own auxiliary loss
-(FastGAN D's reconstruction of real images) is added to D's objective as it is. Parameters with
+(FastGAN D's reconstruction of real images) is added to D's objective as it is. Each part is logged
+under the name the D gives it (its LOSS_PARTS). Parameters with
 requires_grad=False (a frozen pretrained backbone) are never given to an optimiser and never switched
 on by a step.
 """
@@ -13,7 +14,7 @@ on by a step.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Iterator
 
@@ -32,41 +33,62 @@ class Objective:
     g_loss: GLoss  # logits_fake -> scalar
     augment: Callable[[torch.Tensor], torch.Tensor]  # applied to every image D sees, real or fake
     r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
-    feature_weight: float = 0.0  # the ensemble D's feature part: weight w of its loss
+    feature_weight: float = 0.0  # a D's second part (Verdict.features): weight w of its loss
+    parts: dict[str, str] = field(default_factory=dict)  # the D's LOSS_PARTS: {Verdict field: name}
+
+    def _key(self, part: str, prefix: str = "loss") -> str:
+        return part_key(self.parts, part, prefix)
+
+    @property
+    def part_keys(self) -> tuple[str, ...]:
+        """The keys of the parts the D says it reports, beside loss_d and loss_g (the meter's slots)."""
+        return part_keys(self.parts)
 
     def d_losses(self, real: Judged, fake: Judged) -> dict[str, torch.Tensor]:
         """D's loss, "loss_d": loss(logits) [+ w * loss(features)] [+ D's auxiliary losses]; and its parts
-        beside it, as metrics.jsonl logs them: loss_d_features (the feature part, unweighted), loss_recon."""
+        beside it, as metrics.jsonl logs them: the feature part (unweighted) and the auxiliary loss."""
         real, fake = verdict(real), verdict(fake)
         loss = self.d_loss(real.logits, fake.logits)
         out = {}
         if real.features is not None:
-            out["loss_d_features"] = self.d_loss(real.features, fake.features)
-            loss = loss + self.feature_weight * out["loss_d_features"]
+            out[self._key("features", "loss_d")] = part = self.d_loss(real.features, fake.features)
+            loss = loss + self.feature_weight * part
         aux = [v.aux for v in (real, fake) if v.aux is not None]
         if aux:
-            out["loss_recon"] = sum(aux)
-            loss = loss + out["loss_recon"]
+            out[self._key("aux")] = part = sum(aux)
+            loss = loss + part
         return {"loss_d": loss, **out}
 
     def g_losses(self, fake: Judged) -> dict[str, torch.Tensor]:
-        """G's loss, "loss_g": loss(logits) [+ w * loss(features)], and loss_g_features (unweighted); D's
+        """G's loss, "loss_g": loss(logits) [+ w * loss(features)], and the feature part (unweighted); D's
         auxiliary losses are D's alone."""
         fake = verdict(fake)
         loss = self.g_loss(fake.logits)
         if fake.features is None:
             return {"loss_g": loss}
         features = self.g_loss(fake.features)
-        return {"loss_g": loss + self.feature_weight * features, "loss_g_features": features}
+        return {"loss_g": loss + self.feature_weight * features, self._key("features", "loss_g"): features}
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> "Objective":
+    def from_config(cls, cfg: TrainConfig, parts: dict[str, str] | None = None) -> "Objective":
+        """The objective of `cfg` for a D whose LOSS_PARTS are `parts`."""
         d_loss, g_loss = get_loss(cfg.loss)
         if cfg.loss == "bce":
             d_loss = partial(bce_d, real_target=cfg.real_label)
         aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
-        return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every,
-                   cfg.feature_weight if cfg.discriminator == "ensemble" else 0.0)
+        return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every, cfg.feature_weight, dict(parts or {}))
+
+
+def part_key(parts: dict[str, str], part: str, prefix: str = "loss") -> str:
+    """metrics.jsonl's key of a D's part: prefix_<the D's name for it> (the Verdict field's by default)."""
+    return f"{prefix}_{parts.get(part, part)}"
+
+
+def part_keys(parts: dict[str, str]) -> tuple[str, ...]:
+    """The keys a D with LOSS_PARTS `parts` logs beside loss_d and loss_g: its second part's loss for D
+    and for G, then its own auxiliary loss."""
+    keys = (part_key(parts, "features", "loss_d"), part_key(parts, "features", "loss_g")) if "features" in parts else ()
+    return keys + ((part_key(parts, "aux"),) if "aux" in parts else ())
 
 
 def trainable(module: nn.Module) -> list[nn.Parameter]:

@@ -17,14 +17,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from postergen.engine import checkpoint as ckpt
-from postergen.engine.monitor import read_metrics
-from postergen.engine.runtime import Dist, StopFlag
+from postergen import checkpoint as ckpt
+from postergen.checkpoint import read_metrics
 from postergen.errors import TrainingDiverged, UserError, out_of_memory
 from postergen.files import os_error, write_atomic
 from postergen.runfolder import RunFolder, RunLock
-
-KINDS = {"gan": "postergen train", "sr": "postergen train-sr"}  # run kind -> the command that trains it
+from postergen.runtime import Dist, StopFlag
 
 
 @dataclass
@@ -49,34 +47,16 @@ def steps_for(length: str, value: float, images_per_step: int, dataset_size: int
     raise ValueError(f"unknown length unit {length!r}")
 
 
-def run_kind(config: dict) -> tuple[str, str]:
-    """(kind, arch) of a run's config.json or checkpoint config; runs from before kinds were
-    recorded are GANs of the DCGAN family."""
-    return config.get("kind", "gan"), config.get("arch", "dcgan")
-
-
-def check_kind(config: dict, want: str, where: Path | str, use: str) -> None:
-    """A one-line error when a run of another kind is given to a command, naming the right one."""
-    kind, arch = run_kind(config)
-    if kind != want:
-        raise UserError(f"{where} is a {kind} run ({arch}); {use} needs a {want} run. "
-                        f"{_what_takes(kind)}")
-
-
-def _what_takes(kind: str) -> str:
-    if kind == "sr":
-        return "Use it with `postergen upscale --model RUN` or `postergen sample GAN_RUN --upscale RUN`."
-    return "Use it with sample, evaluate, report, export or serve."
-
-
-def resume_config(cfg_class, saved: dict, given: dict, fixed: set[str], run: Path):
-    """The stored configuration with only the options the user gave changed; a changed fixed
-    option (one that defines the model or the optimisation) is a one-line error."""
+def resume_config(cfg_class, saved: dict, given: dict, resumable: set[str], run: Path):
+    """The stored configuration with only the options the user gave changed. `resumable` lists the
+    fields a resume may change (an allow-list, so a new field is fixed until listed); changing any
+    other (one that defines the model or the optimisation) is a one-line error."""
+    names = {f for f in cfg_class.__dataclass_fields__}
+    fixed = names - set(resumable)
     changed = sorted(k for k in given if k in fixed and saved.get(k) != given[k])
     if changed:
         raise UserError(f"{run}: --resume keeps the run's settings; cannot change "
                         + ", ".join(f"--{k.replace('_', '-')} ({saved.get(k)!r} -> {given[k]!r})" for k in changed))
-    names = {f for f in cfg_class.__dataclass_fields__}
     return cfg_class(**{**{k: v for k, v in saved.items() if k in names}, **{k: v for k, v in given.items() if k not in fixed}})
 
 

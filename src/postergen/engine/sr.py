@@ -21,16 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from postergen import __version__
+from postergen.checkpoint import check_kind, read_metrics
 from postergen.config import doc_field
 from postergen.data.dataset import PosterDataset, open_dataset
-from postergen.engine.monitor import read_metrics
-from postergen.engine.run import (Engine, Schedule, Task, check_dataset, check_kind, dataset_record, open_run,
+from postergen.engine.run import (Engine, Schedule, Task, check_dataset, dataset_record, open_run,
                                   resume_config, start_fresh)
-from postergen.engine.runtime import autocast, pick_device, resolve_precision
 from postergen.errors import TrainingDiverged, UserError
 from postergen.models import registry
-from postergen.models.sr import SRConfig, SRNet, check_sr
+from postergen.models.sr import SRConfig, SRNet, check_sr, sr_forward
 from postergen.runfolder import RunFolder
+from postergen.runtime import autocast, pick_device, resolve_precision
 
 
 _f = doc_field
@@ -45,7 +45,7 @@ class SRTrainConfig:
 
     # model (see SRConfig)
     scale: int = _f(_M.scale, "enlargement factor: 2 or 4")
-    arch: str = _f(_M.arch, "edsr (residual blocks) or espcn (three convolutions)")
+    arch: str = _f(_M.arch, "network, an sr architecture of models/registry.py (`postergen train-sr --help` lists them)")
     channels: int = _f(_M.channels, "feature width of the network")
     blocks: int = _f(_M.blocks, "residual blocks (edsr)")
     # duration and optimisation
@@ -86,12 +86,13 @@ MAX_VAL_POSTERS = 1_000_000
 
 def check_sr_train(cfg: SRTrainConfig) -> None:
     """Range checks with messages a user can act on: ValueError naming the option, the value and its unit."""
-    from postergen.config import MAX_BATCH, MAX_STEPS, check_range, check_run_options, flag
+    from postergen.config import MAX_BATCH, MAX_STEPS, check_choice, check_range, check_run_options, flag
 
     def limit(name: str, *args, **kw) -> None:
         check_range(flag(name), getattr(cfg, name), *args, **kw)
 
     check_sr(cfg.model_config())
+    check_choice("--arch", cfg.arch, registry.names("sr"))
     limit("steps", 1, MAX_STEPS, "steps")
     limit("batch", 1, MAX_BATCH, "crops")
     limit("patch", 4, MAX_PATCH, "px")
@@ -273,8 +274,7 @@ def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
 def resumed_config(saved: dict, cfg: SRTrainConfig, changed: set[str], run: Path) -> SRTrainConfig:
     """The run's stored settings with only the options the user gave (and a run may change) applied."""
     check_kind(saved, "sr", run, "postergen train-sr --resume")
-    fixed = {f.name for f in dataclasses.fields(SRTrainConfig)} - SR_RESUMABLE
-    return resume_config(SRTrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, fixed, run)
+    return resume_config(SRTrainConfig, saved["train"], {k: getattr(cfg, k) for k in changed}, SR_RESUMABLE, run)
 
 
 def lr_at(cfg: SRTrainConfig, step: int) -> float:
@@ -284,21 +284,6 @@ def lr_at(cfg: SRTrainConfig, step: int) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # The loop
-
-@torch.no_grad()
-def sr_forward(model: SRNet, lr: torch.Tensor, device: torch.device, precision: str = "auto",
-               batch: int = 64) -> torch.Tensor:
-    """uint8 LR (N, 3, h, w) on any device -> uint8 SR (N, 3, sh, sw) on the CPU, in batches, eval mode."""
-    was_training = model.training
-    model.eval()
-    out = []
-    with autocast(device, precision):
-        for i in range(0, len(lr), batch):
-            x = lr[i:i + batch].to(device).float().div_(255)
-            out.append(model(x).mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
 
 def validate(model: SRNet, val: tuple[torch.Tensor, torch.Tensor], device: torch.device, precision: str) -> dict:
     """Mean PSNR (dB) of the network and of bicubic (the network's own base) on the held-out posters."""

@@ -37,10 +37,11 @@ from torch import nn
 
 from postergen.config import TrainConfig
 from postergen.engine.losses import r1_penalty
-from postergen.engine.objectives import Objective, frozen, trainable
-from postergen.engine.runtime import Dist, autocast
+from postergen.engine.objectives import Objective, frozen, part_keys, trainable
 from postergen.errors import TrainingDiverged, UserError
+from postergen.models.registry import DISCRIMINATORS
 from postergen.models.verdict import Verdict, verdict
+from postergen.runtime import Dist, autocast
 
 
 @dataclass
@@ -69,14 +70,25 @@ def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> 
         b_ema.copy_(b)
 
 
+# What a step tells a D that asks (its STEP_OPTIONS, models/verdict.py): whether its second part counts
+# on this step, and whether the images are real ones of D's update.
+STEP_FACTS = ("features", "real")
+
+
 class Stepper:
     """One training step of the models in `m` under the objective chosen once from the config."""
 
     def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool, world: int = 1) -> None:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
         self.images_per_step = cfg.batch * world
-        self.obj = Objective.from_config(cfg)
-        self.d_options = getattr(m.D, "STEP_OPTIONS", ())  # what D's forward takes besides (x, genres)
+        self.obj = Objective.from_config(cfg, getattr(m.D, "LOSS_PARTS", {}))
+        # {D's forward keyword: the step fact it gets}: what D takes besides (x, genres)
+        self.d_options = dict(getattr(m.D, "STEP_OPTIONS", {}))
+        unknown = sorted(set(self.d_options.values()) - set(STEP_FACTS))
+        if unknown:
+            raise ValueError(f"{type(m.D).__name__}.STEP_OPTIONS asks for {', '.join(unknown)}; a step tells "
+                             f"{', '.join(STEP_FACTS)}")
+        self.staged = "features" in self.d_options.values()  # D has a part that starts at --feature-start
         self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
@@ -92,11 +104,11 @@ class Stepper:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
     def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, features: bool = False,
-               reconstruct: bool = False) -> Verdict:
-        """D's verdict on x. features: the ensemble's feature term counts; reconstruct: x is real, and a
-        self-supervised D (FastGAN's) also returns its reconstruction loss. A D gets the options it takes."""
-        options = {k: v for k, v in (("features", features), ("reconstruct", reconstruct)) if k in self.d_options}
-        return verdict(D(x, genres, **options))
+               real: bool = False) -> Verdict:
+        """D's verdict on x. features: D's second part counts; real: x are real images of D's update. A D
+        gets the facts it asks for, under its own keywords."""
+        facts = {"features": features, "real": real}
+        return verdict(D(x, genres, **{k: facts[fact] for k, fact in self.d_options.items()}))
 
     def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool,
                  features: bool = False) -> dict[str, torch.Tensor]:
@@ -105,7 +117,7 @@ class Stepper:
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, reconstruct=True)
+            real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, real=True)
             fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, features)
             losses = self.obj.d_losses(real_v, fake_v)
         loss = losses["loss_d"]
@@ -152,13 +164,13 @@ class Stepper:
         return 1.0 - 0.5 ** (self.images_per_step / max(half_life, 1e-8))
 
     def kind(self, step: int) -> tuple[bool, bool, bool]:
-        """(D updates?, R1 penalty?, the ensemble's feature term?) at this step: a function of the step,
+        """(D updates?, R1 penalty?, D's second part counts?) at this step: a function of the step,
         so a resumed run keeps the schedule. Steps of one kind run the same kernels; --cuda-graph
         captures one graph per kind."""
         cfg = self.cfg
         d = step % cfg.d_every == 0
         r1 = d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
-        return d, r1, "features" in self.d_options and self.obj.feature_weight > 0 and step >= cfg.feature_start
+        return d, r1, self.staged and self.obj.feature_weight > 0 and step >= cfg.feature_start
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.run(self.kind(step), real, genres, self.ema_weight(step))
@@ -184,11 +196,14 @@ class Meter:
     """Device-side sums of the step statistics; read (one sync, across ranks too) only at log time."""
 
     KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
-    PARTS = ("loss_d_features", "loss_g_features", "loss_recon")  # logged only by the Ds that have them
 
-    def __init__(self, device: torch.device, dist: Dist = Dist()) -> None:
+    def __init__(self, device: torch.device, dist: Dist = Dist(), parts: tuple[str, ...] | None = None) -> None:
+        """parts: the loss parts D says it reports (Objective.part_keys), logged on steps that have them;
+        None: those of every registered D, a layout for any of them."""
         self.dist = dist
-        self.keys = self.KEYS + self.PARTS
+        if parts is None:
+            parts = dict.fromkeys(k for D in DISCRIMINATORS.values() for k in part_keys(getattr(D, "LOSS_PARTS", {})))
+        self.keys = self.KEYS + tuple(parts)
         self.sums = torch.zeros(len(self.keys), device=device)
         self.counts = torch.zeros(len(self.keys), device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)

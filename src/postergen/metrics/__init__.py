@@ -1,7 +1,10 @@
 """Evaluation metrics, registered by name on import (pixel: swd, diversity, memorization; perceptual:
 fd, kid, precision, recall, density, coverage, perceptual_diversity, copies; fid (Inception); genre)."""
 
-from postergen.metrics import copies, diversity, fd, fid, genre, memorization, prdc, swd  # noqa: F401  (registers them)
-from postergen.metrics.registry import METRICS, MetricInputs, get_metric, register_metric
+# Within a group (registry.GROUPS) metrics keep this registration order, in evaluate's default set, its
+# results and the report's curves.
+from postergen.metrics import fd, prdc, swd, diversity, copies, genre, fid, memorization  # noqa: F401, I001  (registers them)
+from postergen.metrics.registry import (METRICS, MetricInputs, default_metrics, get_metric, headline_keys,
+                                        register_metric)
 
-__all__ = ["METRICS", "MetricInputs", "get_metric", "register_metric"]
+__all__ = ["METRICS", "MetricInputs", "default_metrics", "get_metric", "headline_keys", "register_metric"]

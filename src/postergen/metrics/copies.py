@@ -132,7 +132,7 @@ def save_histogram(result: dict, path: Path) -> Path:
     """The nearest-training distance distributions of generated and held-out real posters, with the threshold."""
     from matplotlib.figure import Figure
 
-    from postergen.engine.plots import figure_png
+    from postergen.plots import figure_png
     from postergen.files import write_atomic
 
     hist = result["histogram"]
@@ -150,7 +150,7 @@ def save_histogram(result: dict, path: Path) -> Path:
     return path
 
 
-@register_metric("copies", CopiesConfig)
+@register_metric("copies", CopiesConfig, "perceptual", headline="likely_copy_share")
 def copies_metric(inputs: MetricInputs, cfg: CopiesConfig) -> dict:
     key = ("copies", cfg.resolution, cfg.blocks, cfg.grid, cfg.holdout, cfg.percentile)
     if key not in inputs.cache:  # the training side and its threshold: once per dataset and settings

@@ -89,7 +89,7 @@ def diversity(real: torch.Tensor, fake: torch.Tensor, cfg: DiversityConfig = Div
             "collapsed": ratio < cfg.collapse_ratio}
 
 
-@register_metric("diversity", DiversityConfig)
+@register_metric("diversity", DiversityConfig, "pixel", headline="ratio")
 def diversity_metric(inputs: MetricInputs, cfg: DiversityConfig) -> dict:
     if "diversity" not in inputs.cache:
         inputs.cache["diversity"] = real_statistics(inputs.real, cfg, inputs.seed)
@@ -110,7 +110,7 @@ def diversity_ratio(real: torch.Tensor, fake: torch.Tensor, limit: int, seed: in
     return spread_fake / max(spread_real, 1e-12)
 
 
-@register_metric("perceptual_diversity", PerceptualDiversityConfig)
+@register_metric("perceptual_diversity", PerceptualDiversityConfig, "perceptual", headline="ratio")
 def perceptual_diversity_metric(inputs: MetricInputs, cfg: PerceptualDiversityConfig) -> dict:
     """The diversity ratio in the perceptual space, overall and per genre: a genre whose posters
     collapse to a few looks shows up here even when the overall mix of genres stays varied."""

@@ -37,7 +37,7 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-@register_metric("fd", FDConfig)
+@register_metric("fd", FDConfig, "perceptual", headline="value")
 def fd_metric(inputs: MetricInputs, cfg: FDConfig) -> dict:
     real, fake = set_features(inputs)
     out = {"value": _finite(frechet_distance(real, fake)), "space": f"{SPACE}-{inputs.perceptual.resolution}px"}
@@ -45,7 +45,7 @@ def fd_metric(inputs: MetricInputs, cfg: FDConfig) -> dict:
     return {**out, "per_genre": per_genre} if per_genre else out
 
 
-@register_metric("kid", KIDConfig)
+@register_metric("kid", KIDConfig, "perceptual", headline="mean")
 def kid_metric(inputs: MetricInputs, cfg: KIDConfig) -> dict:
     real, fake = set_features(inputs)
     out = kernel_inception_distance(real, fake, cfg.subsets, cfg.subset_size, inputs.seed)

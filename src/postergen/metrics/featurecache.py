@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
+from postergen.checkpoint import atomic_save
 from postergen.data.dataset import PosterDataset
-from postergen.engine.checkpoint import atomic_save
 from postergen.metrics.perceptual import PerceptualConfig, perceptual_features, weights_file
 from postergen.metrics.registry import MetricInputs
 

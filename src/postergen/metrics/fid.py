@@ -184,7 +184,7 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: Callable[[torch.T
     return {"fid": fid if math.isfinite(fid) else None, "kid": kid["mean"], "kid_std": kid["std"]}
 
 
-@register_metric("fid", FIDConfig)
+@register_metric("fid", FIDConfig, "inception", headline="fid")
 def fid_metric(inputs: MetricInputs, cfg: FIDConfig) -> dict:
     weights = inception_weights_path(inputs.inception_weights)
     if weights is None:

@@ -23,7 +23,7 @@ from torch import nn
 from postergen.data.dataset import PosterDataset
 from postergen.metrics.features import downsample
 from postergen.metrics.registry import MetricInputs, register_metric
-from postergen.engine.checkpoint import atomic_save
+from postergen.checkpoint import atomic_save
 
 CACHE_FILE = "genre_classifier.pt"
 FORMAT = "postergen-genre-classifier/1"
@@ -164,7 +164,7 @@ def genre_fidelity(model: nn.Module, generate: Callable[[torch.Tensor, int], tor
     return {**score(logits, conditions), "per_genre_top1": dict(zip(genres, hits.tolist()))}
 
 
-@register_metric("genre", GenreConfig)
+@register_metric("genre", GenreConfig, "genre", headline="fake_top1")
 def genre_metric(inputs: MetricInputs, cfg: GenreConfig) -> dict:
     if not inputs.genres:
         return {"skipped": "unconditional run: no genre to check"}

@@ -116,7 +116,7 @@ def save_pairs(fake: torch.Tensor, train: torch.Tensor | np.ndarray, pairs: list
     return path
 
 
-@register_metric("memorization", MemorizationConfig)
+@register_metric("memorization", MemorizationConfig, "pixel", default=False)  # on request (--metrics)
 def memorization_metric(inputs: MetricInputs, cfg: MemorizationConfig) -> dict:
     train = inputs.dataset.images
     if "memorization" not in inputs.cache:  # the typical distance depends on the training set only

@@ -89,21 +89,21 @@ def _result(scores: dict, name: str, k: int) -> dict:
     return out
 
 
-@register_metric("precision", PRConfig)
+@register_metric("precision", PRConfig, "perceptual", headline="value")
 def precision_metric(inputs: MetricInputs, cfg: PRConfig) -> dict:
     return _result(_scores(inputs, cfg.k, DCConfig.k, cfg.min_per_genre), "precision", cfg.k)
 
 
-@register_metric("recall", PRConfig)
+@register_metric("recall", PRConfig, "perceptual", headline="value")
 def recall_metric(inputs: MetricInputs, cfg: PRConfig) -> dict:
     return _result(_scores(inputs, cfg.k, DCConfig.k, cfg.min_per_genre), "recall", cfg.k)
 
 
-@register_metric("density", DCConfig)
+@register_metric("density", DCConfig, "perceptual", headline="value")
 def density_metric(inputs: MetricInputs, cfg: DCConfig) -> dict:
     return _result(_scores(inputs, PRConfig.k, cfg.k, cfg.min_per_genre), "density", cfg.k)
 
 
-@register_metric("coverage", DCConfig)
+@register_metric("coverage", DCConfig, "perceptual", headline="value")
 def coverage_metric(inputs: MetricInputs, cfg: DCConfig) -> dict:
     return _result(_scores(inputs, PRConfig.k, cfg.k, cfg.min_per_genre), "coverage", cfg.k)

@@ -1,4 +1,7 @@
-"""Metrics registered by name: each is `fn(inputs, config) -> dict` (stylegan2-ada's metric_main pattern)."""
+"""Metrics registered by name: each is `fn(inputs, config) -> dict` (stylegan2-ada's metric_main pattern).
+
+The registry is the one list of metrics: `evaluate`'s default set and the CLI's help (`default`), and the
+report's curves (`headline`) come from it, ordered by what a metric looks at (GROUPS), then as registered."""
 
 from __future__ import annotations
 
@@ -41,17 +44,45 @@ class Metric:
     name: str
     fn: Callable[[MetricInputs, object], dict]
     config: type  # the metric's config dataclass; its defaults are the metric's defaults
+    headline: str | None = None  # the key of its result the report draws against step (None: none)
+    default: bool = True  # run when `evaluate` is given no --metrics
+    group: str | None = None  # what it looks at, one of GROUPS (None: after them)
 
+
+# What metrics look at, in the order evaluate runs and shows them: perceptual features (quality, variety,
+# copying), pixels, genres, then Inception's features (FID).
+GROUPS = ("perceptual", "pixel", "genre", "inception")
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, config: type):
-    """Decorator: `@register_metric("swd", SWDConfig)` over `def swd_metric(inputs, cfg) -> dict`."""
+def register_metric(name: str, config: type, group: str | None = None, headline: str | None = None,
+                    default: bool = True):
+    """Decorator: `@register_metric("swd", SWDConfig, "pixel", headline="mean")` over
+    `def swd_metric(inputs, cfg) -> dict`."""
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"metric {name!r}: group {group!r} is none of {', '.join(GROUPS)}")
+
     def wrap(fn):
-        METRICS[name] = Metric(name, fn, config)
+        METRICS[name] = Metric(name, fn, config, headline, default, group)
         return fn
     return wrap
+
+
+def ordered() -> list[Metric]:
+    """Every metric by group, then as registered (metrics/__init__.py's imports)."""
+    rank = {g: i for i, g in enumerate(GROUPS)}
+    return sorted(METRICS.values(), key=lambda m: rank.get(m.group, len(GROUPS)))
+
+
+def default_metrics() -> list[str]:
+    """What `evaluate` measures unless told otherwise."""
+    return [m.name for m in ordered() if m.default]
+
+
+def headline_keys() -> list[str]:
+    """The results the report draws against step, as `name.key` (flattened eval.jsonl keys)."""
+    return [f"{m.name}.{m.headline}" for m in ordered() if m.headline]
 
 
 def get_metric(name: str) -> Metric:

@@ -173,6 +173,6 @@ def swd(real: torch.Tensor, fake: torch.Tensor, cfg: SWDConfig = SWDConfig(), se
     return out
 
 
-@register_metric("swd", SWDConfig)
+@register_metric("swd", SWDConfig, "pixel", headline="mean")
 def swd_metric(inputs: MetricInputs, cfg: SWDConfig) -> dict:
     return swd(inputs.real, inputs.fake, cfg, inputs.seed)

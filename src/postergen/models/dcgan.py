@@ -35,6 +35,10 @@ def check_genres(genres: torch.Tensor | None, batch: int, n_genres: int) -> None
 class Generator(nn.Module):
     """z (+ genres) -> image in [-1, 1]."""
 
+    def init_weights(self) -> None:
+        """The tutorial's N(0, 0.02) init (models/verdict.py: what a model says)."""
+        self.apply(init_weights)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -90,6 +94,12 @@ class MinibatchStd(nn.Module):
 
 class Discriminator(nn.Module):
     """image (+ genres) -> one real/fake logit per sample; conditional via a projection term."""
+
+    ABOUT = "learns its own features"
+
+    def init_weights(self) -> None:
+        """The tutorial's N(0, 0.02) init."""
+        self.apply(init_weights)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -160,8 +170,8 @@ def _refresh_spectral_norm(module: nn.Module) -> None:
 def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
     """Construct G and D for `cfg` with the DCGAN initialisation."""
     G, D = Generator(cfg), Discriminator(cfg)
-    G.apply(init_weights)
-    D.apply(init_weights)
+    G.init_weights()
+    D.init_weights()
     return G, D
 
 

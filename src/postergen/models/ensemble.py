@@ -30,7 +30,14 @@ from postergen.models.verdict import Judged, Verdict
 class EnsembleDiscriminator(nn.Module):
     """image in [-1, 1] (+ genres) -> Verdict(base logits (B,), feature logits (B, n)), or the base's alone."""
 
-    STEP_OPTIONS = ("features",)
+    ABOUT = "both side by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN"
+    STEP_OPTIONS = {"features": "features"}  # the feature part runs only once it counts
+    LOSS_PARTS = {"features": "features"}  # logged as loss_d_features, loss_g_features
+    IDLE_PARTS = ("features",)  # before --feature-start no step uses it
+
+    def init_weights(self) -> None:
+        """Each part's own: the base as the dcgan D, the feature part keeps PyTorch's."""
+        self.base.init_weights()
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from postergen.config import ModelConfig
-from postergen.models.dcgan import check_genres
+from postergen.models.dcgan import check_genres, init_weights
 from postergen.models.verdict import Judged, Verdict
 
 WIDTH_MULT = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5}  # the reference's nfc_multi, by map width
@@ -94,6 +94,10 @@ class SLE(nn.Module):
 
 class Generator(nn.Module):
     """z (+ genres) -> image in [-1, 1], cfg.height x cfg.width."""
+
+    def init_weights(self) -> None:
+        """N(0, 0.02), as the reference (the genre table keeps its N(0, 1) codes)."""
+        self.apply(init_weights)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -186,7 +190,13 @@ class Discriminator(nn.Module):
     """image in [-1, 1] (+ genres) -> (B, n) logits; with reconstruct=True (real images) a Verdict
     whose aux is the reconstruction loss."""
 
-    STEP_OPTIONS = ("reconstruct",)
+    ABOUT = "FastGAN's, kept from overfitting by reconstructing real images"
+    STEP_OPTIONS = {"reconstruct": "real"}  # reconstructs real images of D's update only
+    LOSS_PARTS = {"aux": "recon"}  # its reconstruction loss, logged as loss_recon
+
+    def init_weights(self) -> None:
+        """N(0, 0.02), as the reference."""
+        self.apply(init_weights)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -114,7 +114,10 @@ class MiniD(nn.Module):
 
 
 class ProjectedDiscriminator(nn.Module):
-    """image in [-1, 1] (+ genres) -> (B, n) logits over the four scales' maps."""
+    """image in [-1, 1] (+ genres) -> (B, n) logits over the four scales' maps. Keeps PyTorch's
+    default init, as the reference does (its frozen parts are drawn, not learned): no init_weights."""
+
+    ABOUT = "judges through a frozen ImageNet EfficientNet-Lite0; Projected GAN"
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

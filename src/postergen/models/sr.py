@@ -9,6 +9,8 @@ already starts at bicubic quality and all the compute goes into edges and text:
   (conv-ReLU-conv, no BatchNorm), a body convolution with a skip around the body, and a tail
   convolution to 3 * scale^2 channels followed by the pixel shuffle.
 Images are floats in [0, 1]; outputs are not clamped (callers clamp when they quantise).
+`sr_forward` is that caller for uint8 posters (training's validation, upscale, the studio): batches on
+any device, eval mode, uint8 back on the CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS = ("edsr", "espcn")
+from postergen.runtime import autocast
+
 SCALES = (2, 4)
 MIN_CHANNELS, MAX_CHANNELS = 4, 1024  # EDSR's full model uses 256
 MAX_BLOCKS = 256  # EDSR's full model uses 32
@@ -30,18 +33,17 @@ class SRConfig:
     """Enough to rebuild an SR network; saved in every SR checkpoint."""
 
     scale: int = 4  # enlargement factor: 2 or 4 (64 px -> 128 or 256 px)
-    arch: str = "edsr"  # "edsr" (residual blocks) or "espcn" (three convolutions; ignores blocks)
+    arch: str = "edsr"  # a name in NETS (models/registry.py lists them); espcn ignores blocks
     channels: int = 32  # feature width in low-resolution space (espcn: width of its first layer)
     blocks: int = 4  # residual blocks of the edsr body; 0: head, body convolution and tail only
 
 
 def check_sr(cfg: SRConfig) -> None:
-    """Range checks with messages a user can act on (ValueError)."""
-    from postergen.config import check_choice, check_range
+    """Range checks with messages a user can act on (ValueError); the arch is the registry's to check."""
+    from postergen.config import check_range
 
     if cfg.scale not in SCALES:
         raise ValueError(f"--scale must be 2 or 4, not {cfg.scale}")
-    check_choice("--arch", cfg.arch, ARCHS)
     check_range("--channels", cfg.channels, MIN_CHANNELS, MAX_CHANNELS, "channels")
     check_range("--blocks", cfg.blocks, 0, MAX_BLOCKS, "blocks")
 
@@ -57,21 +59,19 @@ class ResBlock(nn.Module):
 
 
 class SRNet(nn.Module):
-    """(B, 3, h, w) in [0, 1] -> (B, 3, h * scale, w * scale): bicubic enlargement + predicted detail."""
+    """(B, 3, h, w) in [0, 1] -> (B, 3, h * scale, w * scale): bicubic enlargement + predicted detail.
+
+    What the nets share; each subclass makes its head, body and tail (`layers`) and says whether a
+    skip goes around its body (RESIDUAL)."""
+
+    ABOUT = ""  # its one line in `postergen train-sr --help`
+    RESIDUAL = False
 
     def __init__(self, cfg: SRConfig) -> None:
         super().__init__()
         check_sr(cfg)
         self.cfg = cfg
-        C, out = cfg.channels, 3 * cfg.scale ** 2
-        if cfg.arch == "espcn":
-            self.head = nn.Sequential(nn.Conv2d(3, C, 5, padding=2), nn.Tanh())
-            self.body = nn.Sequential(nn.Conv2d(C, C // 2, 3, padding=1), nn.Tanh())
-            self.tail = nn.Conv2d(C // 2, out, 3, padding=1)
-        else:
-            self.head = nn.Conv2d(3, C, 3, padding=1)
-            self.body = nn.Sequential(*[ResBlock(C) for _ in range(cfg.blocks)], nn.Conv2d(C, C, 3, padding=1))
-            self.tail = nn.Conv2d(C, out, 3, padding=1)
+        self.head, self.body, self.tail = self.layers(cfg.channels, 3 * cfg.scale ** 2, cfg)
         self.shuffle = nn.PixelShuffle(cfg.scale)
         # The detail starts at zero, so an untrained network is exactly bicubic.
         nn.init.zeros_(self.tail.weight)
@@ -82,17 +82,56 @@ class SRNet(nn.Module):
         # The base stays fp32 under autocast: low bf16 bits would otherwise land in every output pixel.
         base = F.interpolate(x.float(), scale_factor=s, mode="bicubic", align_corners=False)  # (B, 3, sH, sW)
         features = self.head(x)  # (B, C, h, w)
-        if self.cfg.arch == "edsr":
-            features = features + self.body(features)
-        else:
-            features = self.body(features)
+        features = features + self.body(features) if self.RESIDUAL else self.body(features)
         detail = self.shuffle(self.tail(features))  # (B, 3 * s^2, h, w) -> (B, 3, sH, sW)
         return base + detail.float()
 
 
+    def layers(self, C: int, out: int, cfg: SRConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(head, body, tail) for width C and `out` = 3 * scale^2 channels before the shuffle."""
+        raise NotImplementedError
+
+
+class EDSR(SRNet):
+    ABOUT = "residual blocks"
+    RESIDUAL = True
+
+    def layers(self, C: int, out: int, cfg: SRConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+        body = nn.Sequential(*[ResBlock(C) for _ in range(cfg.blocks)], nn.Conv2d(C, C, 3, padding=1))
+        return nn.Conv2d(3, C, 3, padding=1), body, nn.Conv2d(C, out, 3, padding=1)
+
+
+class ESPCN(SRNet):
+    ABOUT = "three convolutions"
+
+    def layers(self, C: int, out: int, cfg: SRConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+        head = nn.Sequential(nn.Conv2d(3, C, 5, padding=2), nn.Tanh())
+        body = nn.Sequential(nn.Conv2d(C, C // 2, 3, padding=1), nn.Tanh())
+        return head, body, nn.Conv2d(C // 2, out, 3, padding=1)
+
+
+# The SR nets by name: models/registry.py lists them from here, as sr architectures.
+NETS: dict[str, type[SRNet]] = {"edsr": EDSR, "espcn": ESPCN}
+
+
 def build_sr(cfg: SRConfig) -> SRNet:
-    return SRNet(cfg)
+    """The net NETS names cfg.arch (ValueError for another name)."""
+    from postergen.config import check_choice
+
+    check_choice("--arch", cfg.arch, list(NETS))
+    return NETS[cfg.arch](cfg)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+@torch.no_grad()
+def sr_forward(model: SRNet, lr: torch.Tensor, device: torch.device, precision: str = "auto",
+               batch: int = 64) -> torch.Tensor:
+    """uint8 LR (N, 3, h, w) on any device -> uint8 SR (N, 3, sh, sw) on the CPU, in batches, eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with autocast(device, precision):
+        for i in range(0, len(lr), batch):
+            x = lr[i:i + batch].to(device).float().div_(255)
+            out.append(model(x).mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu())
+    model.train(was_training)
+    return torch.cat(out)

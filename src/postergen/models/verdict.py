@@ -1,9 +1,23 @@
-"""What a discriminator returns when it has more to say than one tensor of logits.
+"""The discriminator contract: what a D returns when it has more to say than one tensor of logits,
+and what it says it needs from training.
 
-Every D's forward is `D(x, genres, **options) -> logits | Verdict`, where the options are the
-names in the D's class attribute STEP_OPTIONS (none for the dcgan and projected Ds): the training
-step passes only those, so a D with nothing extra keeps the plain signature. A NamedTuple, so DDP
-and torch's pytree see the tensors inside.
+Every D's forward is `D(x, genres, **options) -> logits | Verdict`. A Verdict is a NamedTuple, so
+DDP and torch's pytree see the tensors inside.
+
+What a D needs from training it says in class attributes, each optional (the default in brackets),
+so the step, the objective and DDP set-up treat every D alike and never ask for one by name:
+
+- STEP_OPTIONS [{}]: {forward keyword: the step fact passed in it}. The facts: "features", whether
+  its second part (Verdict.features) counts on this step (from --feature-start on, while
+  --feature-weight > 0); "real", whether x are real images of D's update. A D with none keeps the
+  plain signature.
+- LOSS_PARTS [{}]: {Verdict field: name} of the parts it returns, logged beside loss_d and loss_g in
+  metrics.jsonl: "features" as loss_d_<name> and loss_g_<name>, "aux" as loss_<name>.
+- IDLE_PARTS [()]: submodules a step may leave unused; DDP then looks for unused parameters.
+- init_weights() [PyTorch's init]: its own initialisation, run once when the registry builds it.
+- ABOUT: its one line in `postergen train --help`.
+
+A generator says init_weights() too; its one line is its registry entry's `about`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 from postergen import __version__
 from postergen.files import write_atomic
 from postergen.report import html, sections
-from postergen.engine.diagnose import Finding, Thresholds, diagnose
+from postergen.diagnose import Finding, Thresholds, diagnose
 
 __all__ = ["report", "diagnose", "Finding", "Thresholds"]
 

@@ -1,5 +1,5 @@
 """Pictures for the report, made in memory: poster grids and the progression animation, as
-encoded bytes (PNG, WebP or GIF) ready to embed. The curves are engine/plots.py's."""
+encoded bytes (PNG, WebP or GIF) ready to embed. The curves are plots.py's."""
 
 from __future__ import annotations
 

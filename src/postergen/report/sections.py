@@ -20,14 +20,13 @@ from PIL import Image
 from postergen.data.dataset import open_dataset
 from postergen.errors import UserError
 from postergen.runfolder import GAN_MODEL_FIELDS, RunFolder, read_config
-from postergen.engine import plots
-from postergen.engine.run import check_kind
+from postergen import plots
+from postergen.checkpoint import check_kind, read_metrics
 from postergen.report import figures, html
-from postergen.engine.diagnose import Finding, diagnose
+from postergen.diagnose import Finding, diagnose
 from postergen.draw import genre_vectors, noise
 from postergen.weights import load_generator
 from postergen.draw import render
-from postergen.engine.monitor import read_metrics
 
 PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
 ANIMATION_FRAMES = 40  # at most this many grids in the animation
@@ -40,11 +39,6 @@ REAL_SEED = 0  # picks the real posters shown next to generated ones
 REAL_PER_ROW = 4  # posters per row in the real and generated grids
 EVAL_HINT = "postergen evaluate {run} --data {data}"
 EVAL_BOOKKEEPING = ("step", "n", "seed")  # numbers in eval.jsonl that are not metrics
-# The curves drawn when a line has them (evaluate's headline numbers; per-genre values, quantiles and
-# the rest stay in eval.jsonl): perceptual quality and variety, copying, then the pixel and genre checks.
-EVAL_HEADLINE = ("fd.value", "kid.mean", "precision.value", "recall.value", "density.value", "coverage.value",
-                 "perceptual_diversity.ratio", "copies.likely_copy_share", "swd.mean", "diversity.ratio",
-                 "genre.fake_top1", "fid.fid")
 
 
 @dataclass
@@ -310,8 +304,12 @@ def evaluation(info: RunInfo) -> str:
 
 
 def headline(series: dict[str, list[float]]) -> dict[str, list[float]]:
-    """The EVAL_HEADLINE series, in that order, when there are any; else all of them (older eval.jsonl)."""
-    chosen = {f"metrics.{k}": series[f"metrics.{k}"] for k in EVAL_HEADLINE if f"metrics.{k}" in series}
+    """The curves drawn when a line has them: each metric's headline number (the metric registry's; per-genre
+    values, quantiles and the rest stay in eval.jsonl), in the registry's order, when there are any; else
+    all of them (older eval.jsonl)."""
+    from postergen.metrics import headline_keys
+
+    chosen = {f"metrics.{k}": series[f"metrics.{k}"] for k in headline_keys() if f"metrics.{k}" in series}
     return chosen or series
 
 

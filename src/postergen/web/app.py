@@ -66,21 +66,21 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postergen import __version__
+from postergen.config import MAX_STUDIO_SEED, MAX_TRUNCATION
 from postergen.errors import UserError
 from postergen.runfolder import RunFolder
-from postergen.engine.runtime import pick_device
+from postergen.runtime import pick_device
 from postergen.web import runs as run_folders
 from postergen.web import upscaler as upscalers
 from postergen.web.runs import NotFound, Unavailable
-from postergen.web.studio import MAX_SEED, Studio
+from postergen.web.studio import Studio
 
 STATIC = Path(__file__).parent / "static"
 MAX_POSTERS = 64  # per request: a page of posters, and a bound on the work one request can ask for
-MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
 MAX_BODY = 64 << 10  # bytes of a request body: the API's JSON is well under 1 KB; beyond this a client could fill memory
-LIMITS = {"posters": MAX_POSTERS, "frames": MAX_POSTERS, "seed": MAX_SEED, "truncation": MAX_TRUNCATION}
+LIMITS = {"posters": MAX_POSTERS, "frames": MAX_POSTERS, "seed": MAX_STUDIO_SEED, "truncation": MAX_TRUNCATION}
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Seed = Annotated[int, Field(ge=0, le=MAX_STUDIO_SEED)]
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # the names a loopback-bound studio answers to
 EVERYWHERE = frozenset({"", "0.0.0.0", "::"})  # bind addresses that listen on every interface

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from postergen.engine.run import run_kind
+from postergen.checkpoint import run_kind
 from postergen.errors import UserError
 from postergen.runfolder import RunFolder, check_config
 

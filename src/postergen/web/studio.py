@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from postergen.config import MAX_STUDIO_SEED
 from postergen.errors import UserError
 from postergen.runfolder import RunFolder
 from postergen.provenance import png_info
@@ -27,8 +28,6 @@ from postergen.web import runs as run_folders
 from postergen.web.runs import NotFound, Unavailable
 from postergen.web.upscaler import Upscaler
 from postergen.weights import load_generator
-
-MAX_SEED = 2**31 - 1  # seeds stay exact as JavaScript numbers and fit every RNG
 
 
 class Generators:
@@ -156,7 +155,7 @@ class Studio:
         started = time.perf_counter()
         run_id, G, config = self._model(run, checkpoint)
         label, vec = condition(list(genres), config["genres"])
-        seed = secrets.randbelow(MAX_SEED - n) if seed is None else seed  # seed + n - 1 stays a valid seed
+        seed = secrets.randbelow(MAX_STUDIO_SEED - n) if seed is None else seed  # seed + n - 1 stays a valid seed
         seeds = list(range(seed, seed + n))
         z = noise(seeds, config["model"]["z_dim"], truncation).to(self.device)  # (n, z_dim)
         images = render(G, z, vec, self.device)

@@ -14,7 +14,7 @@ LOGGED = ("loss_d", "loss_g", "d_real", "d_fake")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What counts as a problem, in the report and in train's live warning (monitor.FailureWatch)."""
+    """What counts as a problem, in the report and in train's live warning (engine/monitor.py's FailureWatch)."""
 
     d_high: float = 0.95  # D(x) above this while D(G(z)) is below d_low: D tells them apart every time
     d_low: float = 0.05

@@ -1,7 +1,9 @@
-"""The one save/load for checkpoints: state_dicts + config, atomic writes, weights_only loads."""
+"""What every reader of a run folder needs: the one save/load for checkpoints (state_dicts + config,
+atomic writes, weights_only loads), the run's metric lines, and run kinds."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -10,10 +12,12 @@ import numpy as np
 import torch
 
 from postergen.errors import UserError, out_of_memory
-from postergen.files import replacing
+from postergen.files import replacing, write_atomic
 from postergen.runfolder import RunFolder, step_files  # step_files re-exported: callers list checkpoints here
 
 FORMAT = "postergen-checkpoint/1"
+
+KINDS = {"gan": "postergen train", "sr": "postergen train-sr"}  # run kind -> the command that trains it
 
 
 class Unreadable(UserError):
@@ -166,3 +170,45 @@ def _only_older(folder: RunFolder, problem: str, damaged: list[Path], good: Path
     return UserError(f"{problem}, and {', '.join(p.name for p in damaged)}, newer than step {step}, cannot be loaded "
                      f"either; the newest good checkpoint is {good}. To resume from it, move the damaged files aside "
                      f"(mkdir {aside} && mv {' '.join(map(str, damaged))} {aside}) and --resume again")
+
+
+# ---------------------------------------------------------------------------------------------
+# Run kinds: what a run folder or checkpoint holds
+
+def run_kind(config: dict) -> tuple[str, str]:
+    """(kind, arch) of a run's config.json or checkpoint config; runs from before kinds were
+    recorded are GANs of the DCGAN family."""
+    return config.get("kind", "gan"), config.get("arch", "dcgan")
+
+
+def check_kind(config: dict, want: str, where: Path | str, use: str) -> None:
+    """A one-line error when a run of another kind is given to a command, naming the right one."""
+    kind, arch = run_kind(config)
+    if kind != want:
+        raise UserError(f"{where} is a {kind} run ({arch}); {use} needs a {want} run. "
+                        f"{_what_takes(kind)}")
+
+
+def _what_takes(kind: str) -> str:
+    if kind == "sr":
+        return "Use it with `postergen upscale --model RUN` or `postergen sample GAN_RUN --upscale RUN`."
+    return "Use it with sample, evaluate, report, export or serve."
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric lines (metrics.jsonl)
+
+def read_metrics(path: Path, up_to_step: int | None = None) -> list[dict]:
+    """Metric lines of a run; with up_to_step, the file is cut back to that step (after a crash)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by kill -9
+    if up_to_step is not None:
+        rows = [r for r in rows if r["step"] <= up_to_step]
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))  # a full disk keeps the old file
+    return rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import math
 
-from postergen.engine.diagnose import Finding, Thresholds
+from postergen.diagnose import Finding, Thresholds
 
 PLOT_DPI = 90
 
