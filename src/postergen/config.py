@@ -24,6 +24,7 @@ MAX_EMA_KIMG = 1e6  # an EMA half-life longer than any run (1e9 images)
 MAX_TRUNCATION = 5.0  # beyond about 3 the truncation trick no longer truncates a Gaussian latent
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
+ADAPTIVE = "ada"  # --augment ada: engine/ada.py, instead of a fixed policy list
 AUGMENT_POLICIES = ("color", "translation", "cutout")  # DiffAugment's; engine/augment.py implements each
 
 
@@ -154,7 +155,9 @@ class TrainConfig:
     r1_every: int = _f(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
     ema_kimg: float = _f(10.0, "half-life of the EMA of G's weights used for sampling, in thousands of images; 0 disables")
     ema_rampup: float = _f(0.05, "early on the half-life is at most this share of images seen, so the EMA keeps up; 0: off")
-    augment: str = _f("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: none")
+    augment: str = _f("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: "
+                                                  "none; ada: adaptive (each augmentation with a probability p "
+                                                  "that follows D's overconfidence on real posters)")
     # run
     seed: int = _f(0, "random seed for weights, noise and data order")
     device: str = _f("auto", "auto, cpu, cuda or mps")
@@ -265,10 +268,10 @@ def check_choice(option: str, value: str, choices) -> None:
 
 def check_augment(policy: str) -> None:
     """'' (no augmentation) or comma-separated DiffAugment policies; blank or unknown names are errors."""
-    if policy == "":
+    if policy in ("", ADAPTIVE):
         return
     names = [p.strip() for p in policy.split(",")]
-    choose = f"give a comma-separated list of {', '.join(AUGMENT_POLICIES)}, or '' for none"
+    choose = f"give a comma-separated list of {', '.join(AUGMENT_POLICIES)}, {ADAPTIVE} alone, or '' for none"
     if not all(names):
         raise ValueError(f"--augment {policy!r} has an empty policy name; {choose}")
     unknown = [n for n in names if n not in AUGMENT_POLICIES]

@@ -40,6 +40,11 @@ def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
         _shade(ax, findings, "overpowering")
         ax.set_xlabel("step")
         ax.legend()
+    adaptive = [r for r in rows if isinstance(r.get("augment_p"), (int, float))]
+    if adaptive:  # --augment ada: p shares the [0, 1] panel of D's outputs it follows
+        axes[1].plot([r["step"] for r in adaptive], [r["augment_p"] for r in adaptive], linestyle="--",
+                     color="tab:gray", label="augment p (ADA)")
+        axes[1].legend()
     axes[0].set_title("losses")
     axes[1].set_title("D's mean output (sigmoid of its logits)")
     axes[1].set_ylim(-0.02, 1.02)

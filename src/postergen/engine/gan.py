@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from postergen.models import registry
 from postergen.models.dcgan import ModelConfig
 from postergen.plots import loss_plot
 from postergen.runfolder import RunFolder
-from postergen.runtime import Dist, init_distributed, resolve_precision
+from postergen.runtime import Dist, init_distributed, pick_device, resolve_precision
 
 
 def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: Dist = Dist(),
@@ -132,9 +133,11 @@ class GANTask(Task):
 
     def state(self) -> dict:
         m = self.m
+        ada = self.stepper.ada
         return {"G": m.G.state_dict(), "D": m.D.state_dict(),
                 "G_ema": m.G_ema.state_dict() if m.G_ema is not None else None,
-                "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict()}
+                "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
+                **({"ada": ada.state_dict()} if ada is not None else {})}
 
     def restore(self, state: dict) -> None:
         m = self.m
@@ -144,6 +147,8 @@ class GANTask(Task):
             m.G_ema.load_state_dict(state["G_ema"])
         m.opt_g.load_state_dict(state["opt_g"])
         m.opt_d.load_state_dict(state["opt_d"])
+        if self.stepper.ada is not None:
+            self.stepper.ada.load_state_dict(state["ada"])  # --augment is fixed for a run's life
 
     def reseed(self, step: int) -> None:
         seed_rank_rng(self.cfg.seed, self.dist, offset=step)
@@ -153,8 +158,10 @@ class GANTask(Task):
         self.step_fn(step, real, genres)
 
     def read_stats(self) -> dict[str, float]:
+        ada = self.stepper.ada
         return {**self.meter.read(), "lr_g": self.m.opt_g.param_groups[0]["lr"],
-                "lr_d": self.m.opt_d.param_groups[0]["lr"]}
+                "lr_d": self.m.opt_d.param_groups[0]["lr"],
+                **({"augment_p": round(float(ada.p), 4), "ada_rt": round(float(ada.r_t), 4)} if ada else {})}
 
     def check_finite(self) -> None:
         self.meter.read_check()
@@ -214,7 +221,10 @@ class GANTask(Task):
 
     def check_ranks(self, run: Path, step: int) -> None:
         """Ranks must end with bit-identical weights; recorded so a test (or a person) can check."""
-        prints = self.dist.all_gather_float(fingerprint([self.m.G, self.m.D, self.m.G_ema]), self.device)
+        mine = fingerprint([self.m.G, self.m.D, self.m.G_ema])
+        if self.stepper.ada is not None:  # ADA's p must agree too: each rank augments with it
+            mine += float(self.stepper.ada.p)
+        prints = self.dist.all_gather_float(mine, self.device)
         if self.dist.enabled and self.dist.main:
             import json
 
@@ -279,6 +289,9 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     override the run's stored settings. allow_other_data: resume on a dataset other than the run's.
     """
     check_train(cfg)
+    # Settings no rank can train with fail before any rank joins the job: a rank that leaves a gloo
+    # group while another is still joining or leaving it can take that one down (SIGABRT) unheard.
+    _check_device(cfg, pick_device(cfg.device), Dist(world=int(os.environ.get("WORLD_SIZE", "1"))))
     dist, device = init_distributed(cfg.device)
     lock = None
     try:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from postergen.config import TrainConfig
+from postergen.engine.ada import AdaController, ada_augment
 from postergen.engine.augment import diff_augment
 from postergen.engine.losses import DLoss, GLoss, bce_d, get_loss
 from postergen.models.verdict import Judged, verdict
@@ -70,12 +71,16 @@ class Objective:
         return {"loss_g": loss + self.feature_weight * features, self._key("features", "loss_g"): features}
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, parts: dict[str, str] | None = None) -> "Objective":
-        """The objective of `cfg` for a D whose LOSS_PARTS are `parts`."""
+    def from_config(cls, cfg: TrainConfig, parts: dict[str, str] | None = None,
+                    ada: AdaController | None = None) -> "Objective":
+        """The objective of `cfg` for a D whose LOSS_PARTS are `parts`; `ada` holds p for --augment ada."""
         d_loss, g_loss = get_loss(cfg.loss)
         if cfg.loss == "bce":
             d_loss = partial(bce_d, real_target=cfg.real_label)
-        aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
+        if ada is not None:
+            aug = partial(ada_augment, p=ada.p)
+        else:
+            aug = partial(diff_augment, policy=cfg.augment) if cfg.augment else (lambda x: x)
         return cls(d_loss, g_loss, aug, cfg.r1_gamma / 2 * cfg.r1_every, cfg.feature_weight, dict(parts or {}))
 
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from postergen.config import TrainConfig
+from postergen.config import ADAPTIVE, TrainConfig
+from postergen.engine.ada import AdaController
 from postergen.engine.losses import r1_penalty
 from postergen.engine.objectives import Objective, frozen, part_keys, trainable
 from postergen.errors import TrainingDiverged, UserError
@@ -81,7 +82,9 @@ class Stepper:
     def __init__(self, m: Models, cfg: TrainConfig, device: torch.device, conditional: bool, world: int = 1) -> None:
         self.m, self.cfg, self.device, self.conditional = m, cfg, device, conditional
         self.images_per_step = cfg.batch * world
-        self.obj = Objective.from_config(cfg, getattr(m.D, "LOSS_PARTS", {}))
+        # --augment ada: p and its statistics, on the device (engine/ada.py)
+        self.ada = AdaController(self.images_per_step, device=device) if cfg.augment == ADAPTIVE else None
+        self.obj = Objective.from_config(cfg, getattr(m.D, "LOSS_PARTS", {}), self.ada)
         # {D's forward keyword: the step fact it gets}: what D takes besides (x, genres)
         self.d_options = dict(getattr(m.D, "STEP_OPTIONS", {}))
         unknown = sorted(set(self.d_options.values()) - set(STEP_FACTS))
@@ -120,6 +123,8 @@ class Stepper:
             real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, real=True)
             fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, features)
             losses = self.obj.d_losses(real_v, fake_v)
+        if self.ada is not None:
+            self.ada.observe(real_v.logits)
         loss = losses["loss_d"]
         if r1:
             # R1 = gamma/2 * E||grad_x D(x)||^2 on real images, lazily every r1_every updates (scaled up).
@@ -173,7 +178,14 @@ class Stepper:
         return d, r1, self.staged and self.obj.feature_weight > 0 and step >= cfg.feature_start
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.run(self.kind(step), real, genres, self.ema_weight(step))
+        out = self.run(self.kind(step), real, genres, self.ema_weight(step))
+        self.after(step)
+        return out
+
+    def after(self, step: int) -> None:
+        """Between steps, outside any captured graph: ADA adjusts p every few steps."""
+        if self.ada is not None:
+            self.ada.adjust(step + 1)
 
     def run(self, kind: tuple[bool, bool, bool], real: torch.Tensor, genres: torch.Tensor,
             ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -279,6 +291,7 @@ class StaticStep:
 
     def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
         self.body(self.load(step, real, genres))
+        self.stepper.after(step)
 
 
 class GraphedStep(StaticStep):
@@ -304,6 +317,7 @@ class GraphedStep(StaticStep):
             with torch.cuda.stream(self.side):
                 self.body(kind)
             torch.cuda.current_stream().wait_stream(self.side)
+            self.stepper.after(step)
             return
         if graph is None:
             graph = self.graphs[kind] = torch.cuda.CUDAGraph()
@@ -312,3 +326,4 @@ class GraphedStep(StaticStep):
                 self.body(kind)  # recorded, not run: the replay below runs this step
         graph.replay()
         self.replays += 1
+        self.stepper.after(step)
