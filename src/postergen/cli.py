@@ -82,8 +82,8 @@ def _check_output(path: Path, folder: bool) -> None:
 
 
 def _gan_widths() -> str:
-    """'32, 64, 128 or 256': the widths the GAN is built for (models.dcgan.WIDTHS, the one list)."""
-    from postergen.models.dcgan import WIDTHS
+    """'32, 64, 128 or 256': the widths the GAN is built for (config.WIDTHS, the one list)."""
+    from postergen.config import WIDTHS
 
     return f"{', '.join(map(str, WIDTHS[:-1]))} or {WIDTHS[-1]}"
 
@@ -139,7 +139,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> None:
     from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.models.dcgan import WIDTHS
+    from postergen.config import WIDTHS
 
     _limit("--size", args.size, WIDTHS[0], MAX_SIZE, "px")
     _limit("--min-side", args.min_side, 0, MAX_SIDE, "px")

@@ -33,7 +33,6 @@ def doc_field(default, doc: str):
     return field(default=default, metadata={"doc": doc})
 
 
-_f = doc_field
 
 D_NORMS = ("batch", "none")
 DATA_FIELDS = ("height", "width", "n_genres")  # model config fields the dataset sets, never options
@@ -49,24 +48,24 @@ class ModelConfig:
     """Shape and options of the DCGAN family's G and D (arch "dcgan"); one default per field, the
     stable preset's. TrainConfig takes its model options' defaults and docs from here."""
 
-    height: int = _f(64, "output height in pixels; == width (square) or 1.5 * width (2:3 posters)")
-    width: int = _f(64, "output width in pixels, a power of two in 32..256")
-    z_dim: int = _f(100, "latent size (the tutorial's nz)")
-    ngf: int = _f(64, "G width at its last hidden layer (the tutorial's ngf); widths double per layer toward z")
-    ndf: int = _f(64, "D width at its first layer (the tutorial's ndf); doubles per stride-2 layer; the projected "
-                      "D's mini-discriminators scale with it (64: the reference's widths)")
-    max_channels: int = _f(512, "cap on any layer's width (the tutorial at 64 px never exceeds 512)")
-    n_genres: int = _f(0, "number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot")
-    genre_dim: int = _f(64, "size of G's genre embedding")
-    genre_bn: bool = _f(False, "FastGAN's G: genres also set the gain and bias of every upsampling block's "
-                               "BatchNorm (the reference's conditional form), besides the embedding beside z")
-    d_norm: str = _f("none", "normalisation in D: batch (the seed) or none")
-    spectral_norm: bool = _f(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
-    minibatch_std: bool = _f(True, "minibatch-std channel in D (lets D see a lack of variety)")
-    discriminator: str = _f("dcgan", "D, a name in models/registry.py's DISCRIMINATORS (`postergen train "
-                                     "--help` lists them); any generator trains with any D")
-    feature_res: int = _f(224, "projected and ensemble D: width in pixels images are resized to before the "
-                               "frozen network (its ImageNet size is 224), a multiple of 32")
+    height: int = doc_field(64, "output height in pixels; == width (square) or 1.5 * width (2:3 posters)")
+    width: int = doc_field(64, "output width in pixels, a power of two in 32..256")
+    z_dim: int = doc_field(100, "latent size (the tutorial's nz)")
+    ngf: int = doc_field(64, "G width at its last hidden layer (the tutorial's ngf); widths double per layer toward z")
+    ndf: int = doc_field(64, "D width at its first layer (the tutorial's ndf); doubles per stride-2 layer; the projected "
+                             "D's mini-discriminators scale with it (64: the reference's widths)")
+    max_channels: int = doc_field(512, "cap on any layer's width (the tutorial at 64 px never exceeds 512)")
+    n_genres: int = doc_field(0, "number of genres; 0 = unconditional, else G and D take a (B, n_genres) multi-hot")
+    genre_dim: int = doc_field(64, "size of G's genre embedding")
+    genre_bn: bool = doc_field(False, "FastGAN's G: genres also set the gain and bias of every upsampling block's "
+                                      "BatchNorm (the reference's conditional form), besides the embedding beside z")
+    d_norm: str = doc_field("none", "normalisation in D: batch (the seed) or none")
+    spectral_norm: bool = doc_field(True, "spectral norm on D's layers (bounds D's Lipschitz constant)")
+    minibatch_std: bool = doc_field(True, "minibatch-std channel in D (lets D see a lack of variety)")
+    discriminator: str = doc_field("dcgan", "D, a name in models/registry.py's DISCRIMINATORS (`postergen train "
+                                            "--help` lists them); any generator trains with any D")
+    feature_res: int = doc_field(224, "projected and ensemble D: width in pixels images are resized to before the "
+                                      "frozen network (its ImageNet size is 224), a multiple of 32")
 
     def __post_init__(self):
         check_size(self.height, self.width)
@@ -108,69 +107,67 @@ def check_feature_res(res: int) -> None:
 def _model(name: str):
     """A TrainConfig option that sets a ModelConfig field: its default and doc are the model's."""
     f = ModelConfig.__dataclass_fields__[name]
-    return _f(f.default, f.metadata["doc"])
+    return doc_field(f.default, f.metadata["doc"])
 
 
 @dataclass
 class TrainConfig:
     """Everything `postergen train` needs besides the dataset and run folder."""
 
-    preset: str = _f("stable", "recipe the other defaults come from: stable, seed or projected")
+    preset: str = doc_field("stable", "recipe the other defaults come from: stable, seed or projected")
     # duration (--epochs and --kimg on the CLI are converted to steps)
-    steps: int = _f(3000, "training steps; one step = one D update and one G update")
-    batch: int = _f(64, "images per step per process (under torchrun the global batch is batch x processes)")
+    steps: int = doc_field(3000, "training steps; one step = one D update and one G update")
+    batch: int = doc_field(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
-    arch: str = _f("dcgan", "generator, a gan architecture of models/registry.py (`postergen train --help` "
-                            "lists them)")
+    arch: str = doc_field("dcgan", "generator, a gan architecture of models/registry.py (`postergen train --help` "
+                                   "lists them)")
     z_dim: int = _model("z_dim")
     ngf: int = _model("ngf")
     ndf: int = _model("ndf")
     max_channels: int = _model("max_channels")
-    conditional: bool = _f(True, "condition on genres when the dataset has them")
+    conditional: bool = doc_field(True, "condition on genres when the dataset has them")
     genre_dim: int = _model("genre_dim")
     genre_bn: bool = _model("genre_bn")
-    label_dropout: float = _f(0.1, "share of samples trained without genres, so sampling without genres works")
+    label_dropout: float = doc_field(0.1, "share of samples trained without genres, so sampling without genres works")
     d_norm: str = _model("d_norm")
     spectral_norm: bool = _model("spectral_norm")
     minibatch_std: bool = _model("minibatch_std")
     discriminator: str = _model("discriminator")
     feature_res: int = _model("feature_res")
     # Objective settings, not model fields: D's modules never read them, the step does (engine/step.py).
-    feature_weight: float = _f(0.1, "ensemble D: weight w of the feature D's loss in D's and G's objective, "
-                                    "loss = loss(dcgan D) + w * loss(feature D); 0 = the feature D never counts "
-                                    "(0.1: the one weight a prototype trained without collapse; 0.5 collapsed)")
-    feature_start: int = _f(1500, "ensemble D: step from which the feature D counts; before it it is neither "
-                                  "run nor trained (a prototype collapsed with it on from step 0 and matched "
-                                  "stable switched on half-way; 1500 is half the default run)")
+    feature_weight: float = doc_field(0.1, "ensemble D: weight w of the feature D's loss in D's and G's objective, "
+                                           "loss = loss(dcgan D) + w * loss(feature D); 0 = the feature D never counts")
+    feature_start: int = doc_field(1500, "ensemble D: step from which the feature D counts; before it it is neither "
+                                         "run nor trained (docs/training.md says why 1500)")
     # loss and optimisation
-    loss: str = _f("hinge", "adversarial loss: bce (the seed) or hinge")
-    lr_g: float = _f(2e-4, "G learning rate (Adam)")
-    lr_d: float = _f(2e-4, "D learning rate (Adam); higher than lr_g is TTUR")
-    beta1: float = _f(0.0, "Adam beta1")
-    beta2: float = _f(0.99, "Adam beta2")
-    d_every: int = _f(1, "update D only every K steps (the seed's D update skips)")
-    g_steps: int = _f(1, "G updates per step")
-    real_label: float = _f(1.0, "BCE target for real images; 0.9 is one-sided label smoothing")
-    r1_gamma: float = _f(0.0, "R1 penalty weight on D's gradient at real images; 0 disables")
-    r1_every: int = _f(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
-    ema_kimg: float = _f(10.0, "half-life of the EMA of G's weights used for sampling, in thousands of images; 0 disables")
-    ema_rampup: float = _f(0.05, "early on the half-life is at most this share of images seen, so the EMA keeps up; 0: off")
-    augment: str = _f("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: "
-                                                  "none; ada: adaptive (each augmentation with a probability p "
-                                                  "that follows D's overconfidence on real posters)")
+    loss: str = doc_field("hinge", "adversarial loss: bce (the seed) or hinge")
+    lr_g: float = doc_field(2e-4, "G learning rate (Adam)")
+    lr_d: float = doc_field(2e-4, "D learning rate (Adam); higher than lr_g is TTUR")
+    beta1: float = doc_field(0.0, "Adam beta1")
+    beta2: float = doc_field(0.99, "Adam beta2")
+    d_every: int = doc_field(1, "update D only every K steps (the seed's D update skips)")
+    g_steps: int = doc_field(1, "G updates per step")
+    real_label: float = doc_field(1.0, "BCE target for real images; 0.9 is one-sided label smoothing")
+    r1_gamma: float = doc_field(0.0, "R1 penalty weight on D's gradient at real images; 0 disables")
+    r1_every: int = doc_field(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
+    ema_kimg: float = doc_field(10.0, "half-life of the EMA of G's weights used for sampling, in thousands of images; 0 disables")
+    ema_rampup: float = doc_field(0.05, "early on the half-life is at most this share of images seen, so the EMA keeps up; 0: off")
+    augment: str = doc_field("color,translation,cutout", "DiffAugment policies on real and fake, D and G steps; empty: "
+                                                         "none; ada: adaptive (each augmentation with a probability p "
+                                                         "that follows D's overconfidence on real posters)")
     # run
-    seed: int = _f(0, "random seed for weights, noise and data order")
-    device: str = _f("auto", "auto, cpu, cuda or mps")
-    channels_last: bool = _f(True, "NHWC memory layout for convolutions (faster on CUDA and on CPU)")
-    sync_bn: bool = _f(False, "under torchrun, BatchNorm statistics over all processes' batches (BatchNorm models)")
-    cuda_graph: bool = _f(False, "capture each kind of training step once as a CUDA graph and replay it "
-                                 "(CUDA, single process; removes per-kernel launch cost at small batches)")
-    precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
-    log_every: int = _f(25, "steps between metric lines (one host sync each)")
-    sample_every: int = _f(250, "steps between fixed-noise sample grids")
-    checkpoint_every: int = _f(500, "steps between checkpoints")
-    keep_checkpoints: int = _f(3, "step checkpoints kept besides latest.pt")
-    tensorboard: bool = _f(True, "also write TensorBoard scalars and images if tensorboard is installed")
+    seed: int = doc_field(0, "random seed for weights, noise and data order")
+    device: str = doc_field("auto", "auto, cpu, cuda or mps")
+    channels_last: bool = doc_field(True, "NHWC memory layout for convolutions (faster on CUDA and on CPU)")
+    sync_bn: bool = doc_field(False, "under torchrun, BatchNorm statistics over all processes' batches (BatchNorm models)")
+    cuda_graph: bool = doc_field(False, "capture each kind of training step once as a CUDA graph and replay it "
+                                        "(CUDA, single process; removes per-kernel launch cost at small batches)")
+    precision: str = doc_field("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
+    log_every: int = doc_field(25, "steps between metric lines (one host sync each)")
+    sample_every: int = doc_field(250, "steps between fixed-noise sample grids")
+    checkpoint_every: int = doc_field(500, "steps between checkpoints")
+    keep_checkpoints: int = doc_field(3, "step checkpoints kept besides latest.pt")
+    tensorboard: bool = doc_field(True, "also write TensorBoard scalars and images if tensorboard is installed")
     # A family with its own config (models/registry.py) has options no field above names: the CLI
     # makes them from its config's fields, and they are kept here.
     model_options: dict = field(default_factory=dict, metadata={

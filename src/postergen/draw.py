@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image, PngImagePlugin
@@ -22,14 +23,23 @@ from postergen.files import save_image
 from postergen.runtime import autocast
 
 
-def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: torch.device, per_row: int = 8):
+class FixedGrid(NamedTuple):
+    """The inputs of the progression grids, the same at every sample step of a run."""
+
+    z: torch.Tensor  # (N, z_dim)
+    genres: torch.Tensor | None  # (N, G) one-hot rows, or None for an unconditional run
+    per_row: int  # posters per grid row
+
+
+def fixed_inputs(model_cfg: ModelConfig, genres: list[str], seed: int, device: torch.device,
+                 per_row: int = 8) -> FixedGrid:
     """The fixed noise of the progression grids: one row per genre (conditional) or an 8x8 grid."""
     gen = torch.Generator().manual_seed(seed + 1)  # its own RNG: sampling never moves the training RNG
     if not genres:
-        return torch.randn(per_row * per_row, model_cfg.z_dim, generator=gen).to(device), None, per_row
+        return FixedGrid(torch.randn(per_row * per_row, model_cfg.z_dim, generator=gen).to(device), None, per_row)
     z = torch.randn(per_row, model_cfg.z_dim, generator=gen).repeat(len(genres), 1)
     onehot = torch.eye(len(genres)).repeat_interleave(per_row, dim=0)
-    return z.to(device), onehot.to(device), per_row
+    return FixedGrid(z.to(device), onehot.to(device), per_row)
 
 
 @torch.no_grad()

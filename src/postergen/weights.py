@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from postergen import __version__
 from postergen.checkpoint import check_kind, load_checkpoint, run_kind
 from postergen.errors import UserError
 from postergen.models import registry
-from postergen.models.dcgan import Generator, ModelConfig
+from postergen.models.dcgan import ModelConfig
 from postergen.runfolder import RunFolder, check_config
 
 ARCHS = ("postergen", "dcgan-tutorial")
@@ -85,7 +86,7 @@ def _checkpoint_file(path: Path) -> Path:
 
 
 def load_generator(path: Path, ema: bool = True, arch: str = "postergen",
-                   device: torch.device | str = "cpu") -> tuple[Generator, dict]:
+                   device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """-> G in eval mode, and a config dict with at least model, genres and step."""
     path = where = Path(path)  # where: the file errors name
     if arch == "dcgan-tutorial":

@@ -126,8 +126,8 @@ class GANTask(Task):
         self.meter = Meter(device, dist, self.stepper.obj.part_keys)
         self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
         self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
-        self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed[2], seed=cfg.seed)
-        self.grid: tuple[int, torch.Tensor] | None = None  # (step, fixed grid) rendered by validate for draw
+        self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed.per_row, seed=cfg.seed)
+        self.rendered: tuple[int, torch.Tensor] | None = None  # (step, fixed grid) validate rendered for draw
         self.watch, self.collapse_watch = FailureWatch(), CollapseWatch()
         self.tb = None  # the engine's TensorBoard writer, for sample grids
 
@@ -168,7 +168,7 @@ class GANTask(Task):
 
     def render_grid(self) -> torch.Tensor:
         """The fixed-noise grid, uint8 (N, 3, H, W), from G_ema when there is one."""
-        z, genres, _ = self.fixed
+        z, genres, _ = self.fixed  # draw.FixedGrid
         G = self.m.G_ema if self.m.G_ema is not None else self.m.G
         return render(G, z, genres, self.device, self.cfg.precision)
 
@@ -177,15 +177,17 @@ class GANTask(Task):
         so every rank logs at the same steps."""
         if not self.diversity.enabled:
             return {}
-        self.grid = (step, self.render_grid())
-        return {"sample_diversity": round(self.diversity.ratio(self.grid[1]), 4)}
+        self.rendered = step, images = step, self.render_grid()
+        return {"sample_diversity": round(self.diversity.ratio(images), 4)}
 
     def draw(self, step: int, folder: RunFolder) -> None:
         from postergen.provenance import png_info
 
-        per_row = self.fixed[2]
-        images = self.grid[1] if self.grid is not None and self.grid[0] == step else self.render_grid()
-        self.grid = None
+        per_row = self.fixed.per_row
+        rendered_step, images = self.rendered or (None, None)
+        if rendered_step != step:
+            images = self.render_grid()
+        self.rendered = None
         rows = ",".join(self.genres) if self.genres else "all"
         save_grid(images, per_row, folder.sample_grid(step),
                   png_info(str(folder.path), step, None, rows, fixed_noise="true"))

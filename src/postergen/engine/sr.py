@@ -33,10 +33,9 @@ from postergen.runfolder import RunFolder
 from postergen.runtime import autocast, pick_device, resolve_precision
 
 
-_f = doc_field
 
 
-_M = SRConfig()  # the model's defaults live in SRConfig only
+SR_DEFAULTS = SRConfig()  # the model's defaults live in SRConfig only
 
 
 @dataclass
@@ -44,34 +43,34 @@ class SRTrainConfig:
     """Everything `postergen train-sr` needs besides the dataset and run folder."""
 
     # model (see SRConfig)
-    scale: int = _f(_M.scale, "enlargement factor: 2 or 4")
-    arch: str = _f(_M.arch, "network, an sr architecture of models/registry.py (`postergen train-sr --help` lists them)")
-    channels: int = _f(_M.channels, "feature width of the network")
-    blocks: int = _f(_M.blocks, "residual blocks (edsr)")
+    scale: int = doc_field(SR_DEFAULTS.scale, "enlargement factor: 2 or 4")
+    arch: str = doc_field(SR_DEFAULTS.arch, "network, an sr architecture of models/registry.py (`postergen train-sr --help` lists them)")
+    channels: int = doc_field(SR_DEFAULTS.channels, "feature width of the network")
+    blocks: int = doc_field(SR_DEFAULTS.blocks, "residual blocks (edsr)")
     # duration and optimisation
-    steps: int = _f(6000, "training steps (one Adam update on one batch each); 6000 x4 steps: ~10 min on 1 CPU core")
-    batch: int = _f(16, "crops per step")
-    patch: int = _f(32, "low-resolution crop side in pixels; the high-resolution crop is patch x scale")
-    lr: float = _f(5e-4, "Adam learning rate")
-    lr_halve_every: int = _f(1500, "halve the learning rate every this many steps; 0: constant")
+    steps: int = doc_field(6000, "training steps (one Adam update on one batch each); 6000 x4 steps: ~10 min on 1 CPU core")
+    batch: int = doc_field(16, "crops per step")
+    patch: int = doc_field(32, "low-resolution crop side in pixels; the high-resolution crop is patch x scale")
+    lr: float = doc_field(5e-4, "Adam learning rate")
+    lr_halve_every: int = doc_field(1500, "halve the learning rate every this many steps; 0: constant")
     # degradation that makes the low-resolution inputs
-    blur_prob: float = _f(0.5, "share of crops blurred before downscaling")
-    blur_max: float = _f(0.5, "largest Gaussian blur sigma, in low-resolution pixels (drawn uniformly)")
-    noise_prob: float = _f(0.25, "share of inputs with Gaussian noise added")
-    noise_max: float = _f(4.0, "largest noise standard deviation, in 8-bit levels (drawn uniformly)")
-    jpeg_prob: float = _f(0.25, "share of inputs JPEG-compressed")
-    jpeg_min_quality: int = _f(50, "lowest JPEG quality drawn (uniformly up to 95)")
+    blur_prob: float = doc_field(0.5, "share of crops blurred before downscaling")
+    blur_max: float = doc_field(0.5, "largest Gaussian blur sigma, in low-resolution pixels (drawn uniformly)")
+    noise_prob: float = doc_field(0.25, "share of inputs with Gaussian noise added")
+    noise_max: float = doc_field(4.0, "largest noise standard deviation, in 8-bit levels (drawn uniformly)")
+    jpeg_prob: float = doc_field(0.25, "share of inputs JPEG-compressed")
+    jpeg_min_quality: int = doc_field(50, "lowest JPEG quality drawn (uniformly up to 95)")
     # validation
-    val_fraction: float = _f(0.05, "last share of the posters held out from training (at least one)")
-    val_posters: int = _f(32, "held-out posters scored at each validation (whole images); 0: all")
+    val_fraction: float = doc_field(0.05, "last share of the posters held out from training (at least one)")
+    val_posters: int = doc_field(32, "held-out posters scored at each validation (whole images); 0: all")
     # run
-    seed: int = _f(0, "random seed for weights, crops and degradations")
-    device: str = _f("auto", "auto, cpu, cuda or mps")
-    precision: str = _f("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
-    log_every: int = _f(50, "steps between metric lines")
-    val_every: int = _f(500, "steps between validations (also at the last step)")
-    checkpoint_every: int = _f(500, "steps between checkpoints")
-    keep_checkpoints: int = _f(2, "step checkpoints kept besides latest.pt")
+    seed: int = doc_field(0, "random seed for weights, crops and degradations")
+    device: str = doc_field("auto", "auto, cpu, cuda or mps")
+    precision: str = doc_field("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16), bf16 or fp32")
+    log_every: int = doc_field(50, "steps between metric lines")
+    val_every: int = doc_field(500, "steps between validations (also at the last step)")
+    checkpoint_every: int = doc_field(500, "steps between checkpoints")
+    keep_checkpoints: int = doc_field(2, "step checkpoints kept besides latest.pt")
 
     def model_config(self) -> SRConfig:
         return SRConfig(scale=self.scale, arch=self.arch, channels=self.channels, blocks=self.blocks)

@@ -4,7 +4,7 @@ The step has no host synchronisation (no .item()): statistics accumulate in devi
 and are read every `log_every` steps, so the data can live on the device and the step can be
 captured whole.
 
---cuda-graph: each kind of training step captured once as a CUDA graph, then replayed.
+--cuda-graph: each phase of training step captured once as a CUDA graph, then replayed.
 
 A 64 px DCGAN step launches a few hundred small kernels; issuing them one by one from Python takes
 longer than running them on a large GPU, which then idles. A graph replay launches all of them at
@@ -15,10 +15,10 @@ once. What capture requires, and where this code provides it:
   device until the log step reads them);
 - step-dependent numbers as device tensors: the EMA weight and the step number of the NaN check.
   The D-update and R1 schedule, and whether the ensemble D's feature term counts yet
-  (--feature-start), are Python control flow, so each kind of step (Stepper.kind) gets its own
+  (--feature-start), are Python control flow, so each phase of step (Stepper.phase) gets its own
   graph: at most three, and three more from the feature term's start on;
 - Adam with capturable=True (`build` sets it) and autocast without its cast cache (Stepper);
-- warm-up: the first WARMUP steps of each kind run eagerly on a side stream, so cuDNN autotuning
+- warm-up: the first WARMUP steps of each phase run eagerly on a side stream, so cuDNN autotuning
   and Adam's lazy state allocation happen before capture, as PyTorch's CUDA-graph recipe asks.
 
 Noise, augmentation and label dropout draw from the CUDA generator; every replay advances it, so
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -69,6 +70,14 @@ def update_ema(G_ema: nn.Module, G: nn.Module, weight: float | torch.Tensor) -> 
     torch._foreach_lerp_(ema, params, [weight] * len(ema) if isinstance(weight, torch.Tensor) else weight)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
+
+
+class Phase(NamedTuple):
+    """What a step does, a function of its number: steps of one phase run the same kernels."""
+
+    d: bool  # D updates
+    r1: bool  # with the R1 penalty
+    features: bool  # D's second part counts (--feature-start)
 
 
 # What a step tells a D that asks (its STEP_OPTIONS, models/verdict.py): whether its second part counts
@@ -168,17 +177,17 @@ class Stepper:
             half_life = min(half_life, seen * cfg.ema_rampup)
         return 1.0 - 0.5 ** (self.images_per_step / max(half_life, 1e-8))
 
-    def kind(self, step: int) -> tuple[bool, bool, bool]:
+    def phase(self, step: int) -> Phase:
         """(D updates?, R1 penalty?, D's second part counts?) at this step: a function of the step,
-        so a resumed run keeps the schedule. Steps of one kind run the same kernels; --cuda-graph
-        captures one graph per kind."""
+        so a resumed run keeps the schedule. Steps of one phase run the same kernels; --cuda-graph
+        captures one graph per phase."""
         cfg = self.cfg
         d = step % cfg.d_every == 0
         r1 = d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
-        return d, r1, self.staged and self.obj.feature_weight > 0 and step >= cfg.feature_start
+        return Phase(d, r1, self.staged and self.obj.feature_weight > 0 and step >= cfg.feature_start)
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.run(self.kind(step), real, genres, self.ema_weight(step))
+        out = self.run(self.phase(step), real, genres, self.ema_weight(step))
         self.after(step)
         return out
 
@@ -187,10 +196,10 @@ class Stepper:
         if self.ada is not None:
             self.ada.adjust(step + 1)
 
-    def run(self, kind: tuple[bool, bool, bool], real: torch.Tensor, genres: torch.Tensor,
+    def run(self, phase: Phase, real: torch.Tensor, genres: torch.Tensor,
             ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
-        """One step of the given kind; the step number enters only through `kind` and `ema_weight`."""
-        d, r1, features = kind
+        """One step of the given phase; the step number enters only through `phase` and `ema_weight`."""
+        d, r1, features = phase
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         genres = self._genres(genres)
@@ -277,17 +286,17 @@ class StaticStep:
         self.ema_w = torch.zeros((), dtype=torch.float32, device=device)
 
     def load(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> tuple[bool, bool, bool]:
-        """Copy this step's inputs into the static buffers; -> the step's kind."""
+        """Copy this step's inputs into the static buffers; -> the step's phase."""
         if self.real is None:
             self.real, self.genres = torch.empty_like(real), torch.empty_like(genres)
         self.real.copy_(real)
         self.genres.copy_(genres)
         self.step_t.fill_(step)
         self.ema_w.fill_(self.stepper.ema_weight(step))
-        return self.stepper.kind(step)
+        return self.stepper.phase(step)
 
-    def body(self, kind: tuple[bool, bool, bool]) -> None:
-        self.meter.add(self.step_t, self.stepper.run(kind, self.real, self.genres, self.ema_w))
+    def body(self, phase: Phase) -> None:
+        self.meter.add(self.step_t, self.stepper.run(phase, self.real, self.genres, self.ema_w))
 
     def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
         self.body(self.load(step, real, genres))
@@ -295,7 +304,7 @@ class StaticStep:
 
 
 class GraphedStep(StaticStep):
-    """StaticStep whose body is captured per kind after WARMUP eager runs of that kind, then replayed."""
+    """StaticStep whose body is captured per phase after WARMUP eager runs of that phase, then replayed."""
 
     WARMUP = 3
 
@@ -303,27 +312,27 @@ class GraphedStep(StaticStep):
         if stepper.device.type != "cuda":
             raise UserError(f"--cuda-graph needs a CUDA device; this run is on {stepper.device.type}")
         super().__init__(stepper, meter)
-        self.graphs: dict[tuple[bool, bool, bool], torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[Phase, torch.cuda.CUDAGraph] = {}
         self.eager_runs: Counter = Counter()
         self.replays = 0
         self.side = torch.cuda.Stream(stepper.device)
 
     def __call__(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> None:
-        kind = self.load(step, real, genres)
-        graph = self.graphs.get(kind)
-        if graph is None and self.eager_runs[kind] < self.WARMUP:
-            self.eager_runs[kind] += 1
+        phase = self.load(step, real, genres)
+        graph = self.graphs.get(phase)
+        if graph is None and self.eager_runs[phase] < self.WARMUP:
+            self.eager_runs[phase] += 1
             self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side):
-                self.body(kind)
+                self.body(phase)
             torch.cuda.current_stream().wait_stream(self.side)
             self.stepper.after(step)
             return
         if graph is None:
-            graph = self.graphs[kind] = torch.cuda.CUDAGraph()
+            graph = self.graphs[phase] = torch.cuda.CUDAGraph()
             # thread_local: the streaming loader's thread may touch CUDA (pinned memory) meanwhile.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.body(kind)  # recorded, not run: the replay below runs this step
+                self.body(phase)  # recorded, not run: the replay below runs this step
         graph.replay()
         self.replays += 1
         self.stepper.after(step)
