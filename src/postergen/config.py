@@ -168,6 +168,8 @@ class TrainConfig:
     checkpoint_every: int = doc_field(500, "steps between checkpoints")
     keep_checkpoints: int = doc_field(3, "step checkpoints kept besides latest.pt")
     tensorboard: bool = doc_field(True, "also write TensorBoard scalars and images if tensorboard is installed")
+    init_from: str = doc_field("", "start from this trained run folder, checkpoint or exported generator (genres "
+                                   "mapped by name; fresh optimisers, step 0); empty: fresh weights")
     # A family with its own config (models/registry.py) has options no field above names: the CLI
     # makes them from its config's fields, and they are kept here.
     model_options: dict = field(default_factory=dict, metadata={

@@ -26,6 +26,7 @@ from postergen.engine.objectives import trainable
 from postergen.engine.run import (Engine, Schedule, Task, check_dataset, dataset_record, memory_error,
                                   open_run, resume_config, short_of_memory, start_fresh)
 from postergen.engine.step import Meter, Models, Stepper, step_runner
+from postergen.engine.transfer import init_from
 from postergen.errors import UserError
 from postergen.files import write_atomic
 from postergen.models import registry
@@ -305,6 +306,10 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         if dist.main and task.stepper.staged and cfg.feature_start >= cfg.steps:
             echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
                  "D's feature part will not train in this run")
+        if start is None and cfg.init_from:
+            config["init_from"], line = init_from(Path(cfg.init_from), task.m, model_cfg, config["arch"], genres)
+            if dist.main:
+                echo(line)
         if start is None:
             start_fresh(run, config, force, dist)
         else:

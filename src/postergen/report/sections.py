@@ -103,6 +103,7 @@ def header(info: RunInfo) -> str:
         ("steps trained", f"{step} of {train.get('steps', '?')}" + (f" ({last['kimg']:g} thousand images seen)"
                                                                     if "kimg" in last else "")),
         ("dataset", f"{cfg.get('dataset', {}).get('path', '?')} ({cfg.get('dataset', {}).get('count', '?')} posters)"),
+        *([("started from", _parent(cfg["init_from"]))] if isinstance(cfg.get("init_from"), dict) else []),
         ("started", _date(RunFolder(info.path).config)),
         ("last written", _date(*_progress_files(info.path))),
     ]
@@ -111,6 +112,12 @@ def header(info: RunInfo) -> str:
     config_rows = [(k, value_text(v)) for k, v in flatten(cfg)]
     return (f"<h1>Run {html.escape(info.path.name)}</h1>\n" + html.table(facts, cls="facts")
             + html.details("Full configuration (config.json)", html.table(config_rows, ("setting", "value"))))
+
+
+def _parent(record: dict) -> str:
+    """config.json's init_from as one line: which weights a fine-tuned run started from."""
+    step = f" at step {record['step']}" if record.get("step") is not None else ""
+    return f"{record.get('path', '?')}{step} (weights {record.get('weights', '?')})"
 
 
 CONTENTS = (("losses", "loss curves"), ("health", "training health"), ("progression", "sample progression"),
