@@ -1,10 +1,10 @@
-# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# Two entry points: `make demo` and `make test` (`make test-fast` for the edit-test loop). All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test install clean screenshot
+.PHONY: demo test test-fast lint install clean screenshot
 
 $(BIN)/postergen: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,18 @@ demo: install
 	@echo "run:       $(DEMO)/run  (loss.png, samples/ over training, checkpoints/)"
 	@echo "generated: $(DEMO)/samples/grid.png  (one row per genre)"
 
-test: install
+# Everything CI runs (.ci/run): the linter, then every test, the slow ones too (processes, torchrun,
+# signals, the browser).
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow (pyproject.toml): the quick loop while editing, under a minute on 2 cores.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# pyflakes' checks and import order (pyproject.toml [tool.ruff]).
+lint: install
+	$(BIN)/ruff check src tests benchmarks
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

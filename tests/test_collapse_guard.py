@@ -15,12 +15,12 @@ from PIL import Image
 from conftest import tiny_train_args
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
-from postergen.engine import checkpoint as ckpt
+from postergen import checkpoint as ckpt
 from postergen.engine.collapse import SampleDiversity, real_rows, row_spread
-from postergen.engine.diagnose import ADVICE_COLLAPSE, diagnose
+from postergen.diagnose import ADVICE_COLLAPSE, diagnose
 from postergen.engine.gan import train
 from postergen.engine.monitor import CollapseWatch
-from postergen.engine.plots import loss_plot
+from postergen.plots import loss_plot
 from postergen.runfolder import RunFolder
 
 
@@ -78,6 +78,7 @@ def test_the_reference_is_real_posters_of_each_genre(tiny_dataset):
 
 
 @pytest.mark.parametrize("conditional", [True, False])
+@pytest.mark.slow
 def test_a_fresh_generator_is_logged_and_not_flagged(tiny_dataset, tmp_path, capsys, conditional):
     _train(tiny_dataset, tmp_path / "run", steps=4, conditional=conditional)
     ratios = _diversity(tmp_path / "run")
@@ -86,6 +87,7 @@ def test_a_fresh_generator_is_logged_and_not_flagged(tiny_dataset, tmp_path, cap
     assert "warning" not in capsys.readouterr().out  # ... which is no collapse: it never varied yet
 
 
+@pytest.mark.slow
 def test_a_generator_that_stops_using_z_warns_once_with_the_fix(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     _train(tiny_dataset, run, steps=1)

@@ -19,20 +19,12 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
+from conftest import built_in_dataset
 from postergen.data.dataset import open_dataset
 from postergen.metrics import METRICS, MetricInputs
 from postergen.metrics.copies import CopiesConfig, copies_metric, nearest, save_histogram
 
 PER_KIND = 25
-
-
-def built_in(root: Path, n: int, seed: int) -> Path:
-    from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.data.synth import generate
-
-    generate(root / "posters", n=n, seed=seed, workers=1)
-    prepare([root / "posters"], root / "ds", PrepareConfig(size=64, workers=1))
-    return root / "ds"
 
 
 def jpeg(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
@@ -57,8 +49,8 @@ def colour_shift(images: torch.Tensor) -> torch.Tensor:
 def planted(tmp_path_factory):
     """-> (training dataset, queries uint8 (Q, 3, 64, 64), kinds per query, copied training index or -1)."""
     root = tmp_path_factory.mktemp("copies")
-    ds = open_dataset(built_in(root / "train", 400, seed=0))
-    novel = torch.from_numpy(np.array(open_dataset(built_in(root / "novel", 150, seed=1)).images))
+    ds = open_dataset(built_in_dataset(root / "train", 400, 64, seed=0))
+    novel = torch.from_numpy(np.array(open_dataset(built_in_dataset(root / "novel", 150, 64, seed=1)).images))
     train = torch.from_numpy(np.array(ds.images))
     gen = torch.Generator().manual_seed(0)
     src_idx = torch.randperm(len(train), generator=gen)[:PER_KIND]
@@ -84,6 +76,7 @@ def run_copies(ds, queries, kinds, cfg=CopiesConfig()) -> dict:
     return copies_metric(inputs, cfg)
 
 
+@pytest.mark.slow
 def test_planted_copies_are_caught_and_nothing_else(planted):
     ds, queries, kinds, copied = planted
     result = run_copies(ds, queries, kinds)
@@ -105,8 +98,10 @@ def test_planted_copies_are_caught_and_nothing_else(planted):
     json.dumps(result)  # strict JSON: eval.json and --json take it as it is
 
 
+@pytest.mark.slow
 def test_descriptors_are_cached_beside_the_dataset_and_the_histogram_draws(planted, tmp_path):
     ds, queries, kinds, _ = planted
+    run_copies(ds, queries[:20], kinds[:20])  # describes the dataset, unless the first test's run did
     cache = list(ds.path.glob("copies-lite2-*.pt"))
     assert len(cache) == 1  # written by the first test's run (or now)
     result = run_copies(ds, queries[:20], kinds[:20])

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-from conftest import tiny_train_args
+from conftest import NoHostReads, outside_mode, parameters_of, tiny_train_args
 from postergen.config import from_preset
 from postergen.data.dataset import Batches, open_dataset
 from postergen.engine.gan import build
 from postergen.engine.step import Meter, Stepper
-
-
-def _params(m) -> list[torch.Tensor]:
-    return [p.detach().clone() for net in (m.G, m.D, m.G_ema) for p in net.parameters()]
 
 
 def _persistent(m, meter) -> list[torch.Tensor]:
@@ -32,29 +27,13 @@ def _persistent(m, meter) -> list[torch.Tensor]:
             meter.sums, meter.counts, meter.first_bad]
 
 
-class _NoHostReads(TorchDispatchMode):
-    """Fails on any read of a tensor's value into Python (.item(), bool(t), a tensor as a Scalar
-    argument): on a GPU each is a sync that breaks capture. Optimiser steps run outside it: on CPU
-    Adam reads its step count, on CUDA it runs capturable."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        assert func is not torch.ops.aten._local_scalar_dense.default, "a host read inside the step"
-        return func(*args, **(kwargs or {}))
-
-
-def _outside_mode(step_fn):
-    def step(*args, **kwargs):
-        with _disable_current_modes():
-            return step_fn(*args, **kwargs)
-    return step
-
-
-def test_static_step_matches_plain_step(tiny_dataset: Path):
+@pytest.mark.parametrize("augment", ["color,translation,cutout", "ada"])
+def test_static_step_matches_plain_step(tiny_dataset: Path, augment: str):
     from postergen.engine.step import StaticStep
 
     ds = open_dataset(tiny_dataset)
     # d_every=2 with R1 every 2nd D update: all three kinds of step, (D, R1), (no D), (D, no R1).
-    cfg = from_preset("stable", **tiny_train_args(d_every=2, r1_every=2))
+    cfg = from_preset("stable", **tiny_train_args(d_every=2, r1_every=2, augment=augment))
     model_cfg = cfg.model_config(*ds.meta["size"], len(ds.genres))
     device = torch.device("cpu")
     batches = Batches(ds, cfg.batch, device, cfg.seed)
@@ -63,13 +42,13 @@ def test_static_step_matches_plain_step(tiny_dataset: Path):
         run_cfg = dataclasses.replace(cfg, cuda_graph=graphable)  # autocast without its cache when True
         m = build(run_cfg, model_cfg, device)
         stepper, meter = Stepper(m, run_cfg, device, conditional=True), Meter(device)
-        m.opt_g.step, m.opt_d.step = _outside_mode(m.opt_g.step), _outside_mode(m.opt_d.step)
+        m.opt_g.step, m.opt_d.step = outside_mode(m.opt_g.step), outside_mode(m.opt_d.step)
         static = StaticStep(stepper, meter)
         torch.manual_seed(5)
         for step in range(6):
             real, genres = batches.get(step)
             if graphable:
-                with _NoHostReads():
+                with NoHostReads():
                     static(step, real, genres)
             else:
                 meter.add(step, stepper.step(step, real, genres))
@@ -79,9 +58,9 @@ def test_static_step_matches_plain_step(tiny_dataset: Path):
             after = _persistent(m, meter)
             assert len(after) == len(before)
             assert all(a is t and a.data_ptr() == ptr for a, (t, ptr) in zip(after, before))
-        results.append((_params(m), meter.sums.clone(), meter.counts.clone()))
+        results.append((parameters_of(m), meter.sums.clone(), meter.counts.clone()))
     (plain, plain_sums, plain_counts), (static_p, static_sums, static_counts) = results
-    assert {stepper.kind(s) for s in range(6)} == {(True, False, False), (False, False, False), (True, True, False)}
+    assert {stepper.phase(s) for s in range(6)} == {(True, False, False), (False, False, False), (True, True, False)}
     assert all(torch.equal(a, b) for a, b in zip(plain, static_p))
     assert torch.equal(plain_sums, static_sums) and torch.equal(plain_counts, static_counts)
     assert plain_counts.tolist() == [3, 6, 3, 3, 0, 0, 0]  # D statistics on D steps only, G's on every step; no parts
@@ -98,7 +77,7 @@ def test_cuda_graph_needs_cuda(cli, tiny_dataset: Path, tmp_path: Path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_graphed_training_tracks_eager_training(tiny_dataset: Path, tmp_path: Path):
     """Same seed, fp32: graph replays follow the eager run (same RNG offsets), up to kernel rounding."""
-    from postergen.engine.checkpoint import load_latest
+    from postergen.checkpoint import load_latest
     from postergen.engine.gan import train
 
     ds = open_dataset(tiny_dataset)

@@ -8,21 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import built_in_dataset, tiny_train_args
+from conftest import build_gan, built_in_dataset, tiny_train_args
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
 from postergen.engine import sr as sr_engine
-from postergen.engine.checkpoint import load_checkpoint
+from postergen.checkpoint import load_checkpoint
 from postergen.engine.gan import train
 from postergen.engine.sr import SRTrainConfig, train_sr
 from postergen.errors import TrainingDiverged, UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def hr_dataset(tmp_path_factory) -> Path:
-    return built_in_dataset(tmp_path_factory.mktemp("sr"), n=24, size=64)
 
 
 def tiny_sr(**overrides) -> SRTrainConfig:
@@ -87,16 +82,11 @@ def test_resuming_a_run_of_the_other_kind_says_which_command_takes_it(tiny_run, 
 
 def test_a_run_from_before_kinds_resumes_as_a_dcgan_gan(tmp_path):
     """tests/fixtures/legacy_run was written by postergen 654aaed (no kind, no arch)."""
-    from postergen.data.synth import generate
-    from postergen.data.ingest import PrepareConfig, prepare
-
     legacy = load_checkpoint(FIXTURES / "legacy_run")
     assert "kind" not in legacy["config"]
-    # its dataset: built-in posters at 32 px with the same 8 genres
-    generate(tmp_path / "posters", n=16, seed=0, workers=1)
-    prepare([tmp_path / "posters"], tmp_path / "ds", PrepareConfig(size=32, workers=1))
+    data = built_in_dataset(tmp_path, n=16, size=32)  # its dataset: built-in posters at 32 px with the same 8 genres
     shutil.copytree(FIXTURES / "legacy_run", tmp_path / "run")
-    summary = train(open_dataset(tmp_path / "ds"), tmp_path / "run",
+    summary = train(open_dataset(data), tmp_path / "run",
                     from_preset("stable", steps=3, batch=4, device="cpu", tensorboard=False),
                     resume=True, changed={"steps"}, echo=lambda *a: None)
     assert summary["step"] == 3
@@ -119,7 +109,7 @@ def test_a_frozen_part_of_d_stays_frozen_and_bit_identical(captured, monkeypatch
     frozen_part = lambda D: D.main[0]  # noqa: E731 (the first convolution, as a pretrained stem would be)
 
     def build_with_frozen_stem(mc):
-        G, D = dcgan.build_models(mc)
+        G, D = build_gan(mc)  # the dcgan entry's G and D
         frozen_part(D).requires_grad_(False)
         return G, D
 
@@ -213,8 +203,10 @@ def test_model_options_have_one_default_and_doc():
 
     model = {f.name: f for f in dataclasses.fields(ModelConfig)}
     train = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    assert set(MODEL_OPTIONS) == {"z_dim", "ngf", "ndf", "max_channels", "genre_dim", "genre_bn", "d_norm",
-                                  "spectral_norm", "minibatch_std", "discriminator", "feature_res"}
+    # every model field is a training option, but those the data sets: the ones that follow its shape and genres
+    small, large = TrainConfig().model_config(32, 32, 1), TrainConfig().model_config(96, 64, 3)
+    from_data = {name for name in model if getattr(small, name) != getattr(large, name)}
+    assert from_data and set(MODEL_OPTIONS) == model.keys() - from_data
     for name in MODEL_OPTIONS:
         assert (train[name].default, train[name].metadata["doc"]) == (model[name].default, model[name].metadata["doc"])
     assert TrainConfig().model_config(64, 64, 0) == ModelConfig()  # the stable preset's model is the default model

@@ -13,17 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_train_args
+from conftest import (HUGE, NoHostReads, assert_same, checkpoint_weights, one_line_error, outside_mode, parameters_of,
+                      tiny_train_args, with_small_defaults)
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
-from postergen.engine import checkpoint as ckpt
+from postergen import checkpoint as ckpt
 from postergen.engine.gan import build, train
 from postergen.engine.losses import hinge_d, hinge_g
 from postergen.engine.step import Stepper
 from postergen.models import features
 from postergen.models.ensemble import EnsembleDiscriminator
-from test_faults_options import HUGE, one_line_error, tiny
-from test_train import _assert_same, _weights
 
 CPU = torch.device("cpu")
 
@@ -88,14 +87,14 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_the_feature_d_neither_runs_nor_trains_before_its_start_and_trains_after():
     stepper = _stepper(feature_start=3, r1_gamma=1.0, r1_every=2)
     D = stepper.m.D
-    assert [stepper.kind(s)[2] for s in range(5)] == [False, False, False, True, True]
+    assert [stepper.phase(s)[2] for s in range(5)] == [False, False, False, True, True]
     net = [p.detach().clone() for p in D.features.network.parameters()]
     start, base_start = _snapshot(D.features), _snapshot(D.base)
     torch.manual_seed(0)
     for step in range(3):
         stepper.step(step, *_data(step))
     # not run: its BatchNorm statistics and spectral-norm vectors (buffers) have not moved either
-    _assert_same(_snapshot(D.features), start)
+    assert_same(_snapshot(D.features), start)
     assert any(not torch.equal(v, base_start[k]) for k, v in _snapshot(D.base).items())  # the base D trained
     for step in range(3, 5):
         stepper.step(step, *_data(step))
@@ -108,32 +107,32 @@ def test_the_feature_d_neither_runs_nor_trains_before_its_start_and_trains_after
 
 def test_a_zero_weight_never_switches_the_feature_term_on():
     stepper = _stepper(feature_weight=0.0, feature_start=0)
-    assert not any(stepper.kind(s)[2] for s in range(4))
+    assert not any(stepper.phase(s)[2] for s in range(4))
     plain = Stepper(stepper.m, from_preset("stable", **_args(discriminator="dcgan")), CPU, conditional=True)
-    assert not any(plain.kind(s)[2] for s in range(4))  # one-part Ds: never a feature term
+    assert not any(plain.phase(s)[2] for s in range(4))  # one-part Ds: never a feature term
 
 
+@pytest.mark.slow
 def test_the_capturable_step_matches_the_plain_step_across_feature_start():
     """--cuda-graph's static form (run eagerly here) computes what the plain step computes, with no host
     read, through all the kinds: before the start (D+R1, D) and after it (the same with the feature term)."""
     from postergen.engine.step import Meter, StaticStep
-    from test_cuda_graph import _NoHostReads, _outside_mode, _params
 
     results = []
     for graphable in (False, True):
         stepper = _stepper(feature_start=2, r1_gamma=1.0, r1_every=2, cuda_graph=graphable)
         m, meter = stepper.m, Meter(CPU)
-        m.opt_g.step, m.opt_d.step = _outside_mode(m.opt_g.step), _outside_mode(m.opt_d.step)
+        m.opt_g.step, m.opt_d.step = outside_mode(m.opt_g.step), outside_mode(m.opt_d.step)
         static = StaticStep(stepper, meter)
         torch.manual_seed(5)
         for step in range(4):
             if graphable:
-                with _NoHostReads():
+                with NoHostReads():
                     static(step, *_data(step))
             else:
                 meter.add(step, stepper.step(step, *_data(step)))
-        results.append((_params(m), meter.sums.clone()))
-    assert {stepper.kind(s) for s in range(4)} == {(True, True, False), (True, False, False),
+        results.append((parameters_of(m), meter.sums.clone()))
+    assert {stepper.phase(s) for s in range(4)} == {(True, True, False), (True, False, False),
                                                     (True, True, True), (True, False, True)}
     (plain, plain_sums), (static_p, static_sums) = results
     assert all(torch.equal(a, b) for a, b in zip(plain, static_p)) and torch.equal(plain_sums, static_sums)
@@ -152,20 +151,23 @@ def ensemble_run(tiny_dataset: Path, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact_across_feature_start(ensemble_run, tiny_dataset, tmp_path):
     said = []
     _train(tiny_dataset, tmp_path / "split", steps=2, echo=said.append)
     assert any("--feature-start 3 is not before the run's end" in line for line in said)
     assert _train(tiny_dataset, tmp_path / "split", steps=4, resume=True)["step"] == 4
-    _assert_same(_weights(ensemble_run), _weights(tmp_path / "split"))
+    assert_same(checkpoint_weights(ensemble_run), checkpoint_weights(tmp_path / "split"))
 
 
+@pytest.mark.slow
 def test_the_feature_parts_are_logged_once_they_count(ensemble_run):
     rows = {r["step"]: r for r in map(json.loads, (ensemble_run / "metrics.jsonl").read_text().splitlines())}
     assert not {"loss_d_features", "loss_g_features"} & rows[2].keys()  # steps 0-1: before --feature-start 3
     assert rows[4]["loss_d_features"] > 0 and rows[4]["loss_g_features"] != 0  # step 3 had them
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_no_frozen_network(ensemble_run):
     state = ckpt.load_checkpoint(ensemble_run / "checkpoints" / "latest.pt")
     config = state["config"]
@@ -177,6 +179,7 @@ def test_checkpoints_hold_no_frozen_network(ensemble_run):
     assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection
 
 
+@pytest.mark.slow
 def test_sample_and_export_work_on_an_ensemble_run(ensemble_run, tmp_path, cli):
     code, _, err = cli("sample", ensemble_run, "-o", tmp_path / "samples", "--n", "4", "--seed", "0")
     assert code == 0, err
@@ -190,6 +193,7 @@ def test_sample_and_export_work_on_an_ensemble_run(ensemble_run, tmp_path, cli):
         assert G(torch.randn(2, 100), torch.zeros(2, len(meta["genres"]))).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_feature_settings(ensemble_run, tiny_dataset, tmp_path, cli):
     shutil.copytree(ensemble_run, tmp_path / "run")
     code, _, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--resume", "--steps", "6",
@@ -206,7 +210,7 @@ BAD = [(["--feature-weight", "-1"], "--feature-weight"), (["--feature-weight", "
 @pytest.mark.parametrize("extra, option", BAD, ids=["_".join(e) for e, _ in BAD])
 def test_bad_feature_options_are_one_line_errors(cli, tiny_dataset, tmp_path, extra, option):
     out = tmp_path / "run"
-    args = tiny(extra, steps="2", batch="8", ngf="8", ndf="8", genre_dim="8", feature_res="64", device="cpu")
+    args = with_small_defaults(extra, steps="2", batch="8", ngf="8", ndf="8", genre_dim="8", feature_res="64", device="cpu")
     code, _, err = cli("train", tiny_dataset, "-o", out, "--no-tensorboard", "--discriminator", "ensemble", *args)
     one_line_error(code, err, "train", option)
     assert not out.exists()

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import fast_pixel_configs
 from postergen.errors import UserError
 from postergen.evaluate import condition_rows, evaluate, format_table
-from postergen.metrics.genre import CACHE_FILE, GenreConfig
-from postergen.metrics.swd import SWDConfig
-from postergen.engine.checkpoint import step_files
+from postergen.metrics.genre import CACHE_FILE
+from postergen.checkpoint import step_files
 
-FAST = {"swd": SWDConfig(nhoods_per_image=16, dir_repeats=1, dirs_per_repeat=32),
-        "genre": GenreConfig(epochs=1, channels=8, per_genre=4)}
+FAST = fast_pixel_configs()
 PIXEL_METRICS = ["swd", "fid", "diversity", "memorization", "genre"]  # the perceptual ones: test_evaluate_perceptual.py
 
 

@@ -9,25 +9,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from postergen.engine.checkpoint import step_files
+from conftest import fast_pixel_configs
+from postergen.checkpoint import step_files
 from postergen.evaluate import DEFAULT_METRICS, evaluate, evaluate_images, format_table
 from postergen.metrics.copies import CopiesConfig
 from postergen.metrics.fd import FDConfig, KIDConfig
 from postergen.metrics.perceptual import PerceptualConfig
 from postergen.metrics.prdc import DCConfig, PRConfig
 from postergen.report.sections import eval_series, headline
-from test_evaluate import FAST as PIXEL_FAST
 
 pytestmark = pytest.mark.usefixtures("no_cached_inception")  # data, run: private copies (conftest)
 
 SMALL = PerceptualConfig(resolution=64)  # tests only: the documented default is Lite2's native 260 px
 # the pixel metrics' fast settings, and small ones for the perceptual metrics
-FAST = {**PIXEL_FAST, "copies": CopiesConfig(resolution=64),
+FAST = {**fast_pixel_configs(), "copies": CopiesConfig(resolution=64),
         "fd": FDConfig(min_per_genre=3), "kid": KIDConfig(subsets=10, min_per_genre=3),
         "precision": PRConfig(min_per_genre=6), "recall": PRConfig(min_per_genre=6),
         "density": DCConfig(min_per_genre=6), "coverage": DCConfig(min_per_genre=6)}
 
 
+@pytest.mark.slow
 def test_default_metrics_per_genre_and_json(run: Path, data: Path, tmp_path: Path):
     result = evaluate(run, data, n=1000, seed=1, configs=FAST, perceptual=SMALL, json_path=tmp_path / "out.json")
     m = result["metrics"]
@@ -75,6 +76,7 @@ def test_images_folder_is_evaluated_and_copies_are_named(data: Path, tmp_path: P
     assert "8 images vs 8 real" in format_table(result)
 
 
+@pytest.mark.slow
 def test_cli_images_and_json(cli, data: Path, tmp_path: Path):
     posters_folder(data, tmp_path / "posters")
     out = tmp_path / "result.json"

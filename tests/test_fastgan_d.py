@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_train_args
+from conftest import assert_same, checkpoint_weights, tiny_train_args, torchrun_train
 from postergen.config import ModelConfig, from_preset
 from postergen.data.dataset import open_dataset
-from postergen.engine import checkpoint as ckpt
+from postergen import checkpoint as ckpt
 from postergen.engine.gan import build, train
 from postergen.engine.losses import hinge_d, hinge_g
 from postergen.engine.step import Stepper
 from postergen.models import fastgan
 from postergen.models.verdict import Verdict
-from test_train import _assert_same, _weights
 
 CPU = torch.device("cpu")
 
@@ -99,6 +98,7 @@ def test_d_loss_is_the_hinge_plus_the_reconstruction_of_real_images_and_g_ignore
     assert stats.keys() == {"loss_g"} and torch.equal(stats["loss_g"], hinge_g(D(augment(fake), genres)).detach())
 
 
+@pytest.mark.slow
 def test_the_decoders_learn_to_reconstruct_real_images():
     D = _d(height=32, width=32)
     x = torch.rand(8, 3, 32, 32) * 2 - 1
@@ -119,11 +119,12 @@ def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_a_run_resumes_bit_exactly_and_samples(tiny_dataset, tmp_path, cli):
     _train(tiny_dataset, tmp_path / "straight", steps=4)
     _train(tiny_dataset, tmp_path / "split", steps=2)
     assert _train(tiny_dataset, tmp_path / "split", steps=4, resume=True)["step"] == 4
-    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
+    assert_same(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(tmp_path / "split"))
     state = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
     assert state["config"]["model"]["discriminator"] == "fastgan"
     assert any(k.startswith("decode_quarter.") for k in state["D"])
@@ -137,12 +138,10 @@ def test_a_run_resumes_bit_exactly_and_samples(tiny_dataset, tmp_path, cli):
     assert pngs and all(Image.open(p).size == (32, 32) for p in pngs)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_train_with_it(tiny_dataset, tmp_path):
-    from test_distributed import TINY, _postergen
-
     run = tmp_path / "run"
-    done = _postergen("train", str(tiny_dataset), "-o", str(run), "--arch", "fastgan", "--discriminator", "fastgan",
-                      "--steps", "2", *TINY, torchrun=True)
+    done = torchrun_train(tiny_dataset, run, "--arch", "fastgan", "--discriminator", "fastgan", "--steps", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((run / "ddp.json").read_text())
     assert ddp["world_size"] == 2 and ddp["fingerprints"][0] == ddp["fingerprints"][1]

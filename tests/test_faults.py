@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bomb
+from conftest import png_bomb, run_postergen, tiny_flags
 from postergen.data import ingest
 from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
@@ -36,11 +36,6 @@ def _jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _run(*args, timeout=120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*POSTERGEN, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture
@@ -93,25 +88,27 @@ def test_a_decoder_fault_costs_one_poster_with_its_reason(tmp_path, monkeypatch)
 # ---------------------------------------------------------------------------------------------
 # 2. A full disk: one line naming the path and cause, no partial files, the old output intact
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_prepare_on_a_full_disk_fails_cleanly(tmp_path, small_disk, workers):
     src = tmp_path / "src"
     for i in range(120):  # 120 x 3 x 64 x 64 bytes = 1.4 MiB: more than the disk holds
         _jpeg(src / f"p{i:03d}.jpg", i, (64, 96))
-    r = _run("prepare", src, "-o", small_disk / "ds", "--size", 64, "--workers", workers)
+    r = run_postergen("prepare", src, "-o", small_disk / "ds", "--size", 64, "--workers", workers)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "No space left on device" in r.stderr and str(small_disk / "ds") in r.stderr
     assert list(small_disk.iterdir()) == []  # no temporary folder left behind
 
 
+@pytest.mark.slow
 def test_prepare_on_a_full_disk_keeps_the_previous_dataset(tmp_path, small_disk):
     src = tmp_path / "src"
     for i in range(120):
         _jpeg(src / f"p{i:03d}.jpg", i, (64, 96))
-    assert _run("prepare", src, "-o", small_disk / "ds", "--size", 32, "--workers", 1).returncode == 0
+    assert run_postergen("prepare", src, "-o", small_disk / "ds", "--size", 32, "--workers", 1).returncode == 0
     before = _files(small_disk / "ds")
-    r = _run("prepare", src, "-o", small_disk / "ds", "--size", 64, "--workers", 1, "--force")
+    r = run_postergen("prepare", src, "-o", small_disk / "ds", "--size", 64, "--workers", 1, "--force")
     assert r.returncode == 2 and "No space left on device" in r.stderr and "unchanged" in r.stderr
     assert _files(small_disk / "ds") == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["ds"]
@@ -235,34 +232,28 @@ def test_archive_members_beyond_the_pixel_limit_are_skipped_unread(tmp_path, kin
 # ---------------------------------------------------------------------------------------------
 # 2 (training). A full disk stops the run with one line; checkpoints stay loadable, no partial files
 
-TINY = ["--ngf", 8, "--ndf", 8, "--batch", 8, "--log-every", 2, "--no-tensorboard"]
-
-
-@pytest.fixture(scope="module")
-def tiny_ds(tmp_path_factory):
-    from conftest import built_in_dataset
-
-    return built_in_dataset(tmp_path_factory.mktemp("tiny"), n=48, size=32)
+TINY = tiny_flags(log_every=2)
 
 
 def _leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if ".tmp" in p.name or (p.is_file() and p.stat().st_size == 0)]
 
 
-def test_train_on_a_full_disk_keeps_the_last_checkpoint(tiny_ds, tmp_path):
+@pytest.mark.slow
+def test_train_on_a_full_disk_keeps_the_last_checkpoint(tiny_dataset, tmp_path):
     mnt = tmp_path / "disk"
     mnt.mkdir()
     # 4 MiB: one checkpoint (1.7 MB) and its latest.pt fit, the next step file does not
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root here")
     try:
-        r = _run("train", tiny_ds, "-o", mnt / "run", "--steps", 40, "--sample-every", 2, "--checkpoint-every", 2, *TINY)
+        r = run_postergen("train", tiny_dataset, "-o", mnt / "run", "--steps", 40, "--sample-every", 2, "--checkpoint-every", 2, *TINY)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         line = r.stderr.strip().splitlines()[-1]
         assert "No space left on device" in line and "last good checkpoint: step 2" in line and "--resume" in line
         assert "checkpoints/step-0000004.pt" in line
         assert _leftovers(mnt) == []
-        from postergen.engine.checkpoint import load_checkpoint
+        from postergen.checkpoint import load_checkpoint
 
         assert load_checkpoint(mnt / "run")["step"] == 2
         assert sorted(p.name for p in (mnt / "run" / "checkpoints").iterdir()) == ["latest.pt", "step-0000002.pt"]
@@ -273,7 +264,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(tiny_ds, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 4. One trainer per run folder: a lock, released on any exit
 
-def _wait_for_lock(run: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for_lock(run: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
     import time
 
     deadline = time.monotonic() + timeout
@@ -285,18 +276,19 @@ def _wait_for_lock(run: Path, proc: subprocess.Popen, timeout: float = 60) -> No
     raise AssertionError("the first trainer did not start")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("second", [["train", "--force"], ["train", "--resume"], ["train-sr", "--force"]])
-def test_a_second_trainer_on_the_same_folder_is_refused(tiny_ds, tmp_path, second):
+def test_a_second_trainer_on_the_same_folder_is_refused(tiny_dataset, tmp_path, second):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([*POSTERGEN, "train", str(tiny_ds), "-o", str(run), "--steps", "100000",
+    first = subprocess.Popen([*POSTERGEN, "train", str(tiny_dataset), "-o", str(run), "--steps", "100000",
                               "--checkpoint-every", "1", "--keep-checkpoints", "1", *map(str, TINY)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_lock(run, first)
         command, flag = second
         extra = ["--patch", 4, "--batch", 2] if command == "train-sr" else TINY
-        r = _run(command, tiny_ds, "-o", run, flag, *extra)
+        r = run_postergen(command, tiny_dataset, "-o", run, flag, *extra)
         assert r.returncode == 2, r.stderr
         assert f"in use by another postergen process (pid {first.pid})" in r.stderr
         assert first.poll() is None  # the first one goes on, its files untouched
@@ -304,12 +296,12 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tiny_ds, tmp_path, secon
     finally:
         first.kill()  # kill -9: no clean-up runs, yet the lock must not outlive the process
         first.wait()
-    r = _run("train", tiny_ds, "-o", run, "--resume", "--steps", first_step(run) + 1, *TINY)
+    r = run_postergen("train", tiny_dataset, "-o", run, "--resume", "--steps", first_step(run) + 1, *TINY)
     assert r.returncode == 0, r.stderr
 
 
 def first_step(run: Path) -> int:
-    from postergen.engine.checkpoint import load_checkpoint
+    from postergen.checkpoint import load_checkpoint
 
     return load_checkpoint(run)["step"]
 
@@ -317,38 +309,39 @@ def first_step(run: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 # 5, 6. A fresh start leaves nothing of the old run; latest.pt is a file of its own
 
-def test_a_fresh_start_leaves_nothing_of_the_old_run_to_load(tiny_ds, tmp_path, cli):
+@pytest.mark.slow
+def test_a_fresh_start_leaves_nothing_of_the_old_run_to_load(tiny_dataset, tmp_path, cli):
     run = tmp_path / "run"
-    assert cli("train", tiny_ds, "-o", run, "--steps", 6, "--checkpoint-every", 2, *TINY)[0] == 0
+    assert cli("train", tiny_dataset, "-o", run, "--steps", 6, "--checkpoint-every", 2, *TINY)[0] == 0
     (run / "eval.jsonl").write_text('{"step": 6}\n')
     (run / "checkpoints" / "latest.pt").unlink()  # e.g. lost, or removed by hand
-    code, _, err = cli("train", tiny_ds, "-o", run, "--steps", 2, "--checkpoint-every", 2, *TINY)
+    code, _, err = cli("train", tiny_dataset, "-o", run, "--steps", 2, "--checkpoint-every", 2, *TINY)
     assert code == 2 and "already has checkpoints" in err  # old step files would mix with the new run's
-    assert cli("train", tiny_ds, "-o", run, "--steps", 2, "--checkpoint-every", 2, "--force", *TINY)[0] == 0
+    assert cli("train", tiny_dataset, "-o", run, "--steps", 2, "--checkpoint-every", 2, "--force", *TINY)[0] == 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt", "step-0000002.pt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-0000002.png"]
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [2]
     assert not (run / "eval.jsonl").exists()
 
 
-def test_force_does_not_clear_a_folder_postergen_did_not_make(tiny_ds, tmp_path, cli):
+def test_force_does_not_clear_a_folder_postergen_did_not_make(tiny_dataset, tmp_path, cli):
     folder = tmp_path / "mine"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "step-0000001.pt").write_text("my own file")
     (folder / "config.json").write_text("{}")
-    code, _, err = cli("train", tiny_ds, "-o", folder, "--steps", 1, "--force", *TINY)
+    code, _, err = cli("train", tiny_dataset, "-o", folder, "--steps", 1, "--force", *TINY)
     assert code == 2 and "not made by postergen" in err
     assert (folder / "checkpoints" / "step-0000001.pt").read_text() == "my own file"
 
 
-def test_latest_is_independent_of_the_step_file(tiny_ds, tmp_path, cli):
+def test_latest_is_independent_of_the_step_file(tiny_dataset, tmp_path, cli):
     run = tmp_path / "run"
-    assert cli("train", tiny_ds, "-o", run, "--steps", 2, "--checkpoint-every", 2, *TINY)[0] == 0
+    assert cli("train", tiny_dataset, "-o", run, "--steps", 2, "--checkpoint-every", 2, *TINY)[0] == 0
     latest, step = run / "checkpoints" / "latest.pt", run / "checkpoints" / "step-0000002.pt"
     assert latest.read_bytes() == step.read_bytes()
     assert not os.path.samefile(latest, step) and os.stat(latest).st_nlink == 1
     with open(step, "r+b") as f:  # damage the step file in place
         f.write(b"\0" * 4096)
-    from postergen.engine.checkpoint import load_checkpoint
+    from postergen.checkpoint import load_checkpoint
 
     assert load_checkpoint(latest)["step"] == 2

@@ -4,25 +4,14 @@ config.json. Each is one line naming the file and the field, exit status 2, neve
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-TINY = ["--steps", 2, "--ngf", 8, "--ndf", 8, "--batch", 8, "--no-tensorboard", "--device", "cpu"]
+from conftest import one_line_error, run_postergen, tiny_flags
 
-
-def one_line(code: int, err: str, command: str, *names: str) -> str:
-    """The error line, after checking it is one line from COMMAND that names every NAME."""
-    assert code == 2, err
-    assert "Traceback" not in err and err.count("\n") == 1, err
-    assert err.startswith(f"postergen {command}: error: "), err
-    for name in names:
-        assert name in err, err
-    return err
+TINY = tiny_flags(steps=2)
 
 
 def edit_json(path: Path, change) -> None:
@@ -42,7 +31,7 @@ def dataset_commands(data: Path, run: Path, out: Path) -> list[tuple[str, list]]
 def test_zero_byte_array(cli, data: Path, run: Path, tmp_path: Path, array: str):
     (data / array).write_bytes(b"")
     for command, args in dataset_commands(data, run, tmp_path / "out"):
-        err = one_line(*cli(command, *args)[::2], command, f"{data / array}:", "empty file, 0 bytes")
+        err = one_line_error(*cli(command, *args)[::2], command, f"{data / array}:", "empty file, 0 bytes")
         assert "labels.npy" not in err if array == "images.npy" else "images.npy" not in err
     assert not (tmp_path / "out").exists()  # train stopped before making the run folder
 
@@ -50,7 +39,7 @@ def test_zero_byte_array(cli, data: Path, run: Path, tmp_path: Path, array: str)
 def test_array_cut_inside_its_header(cli, data: Path):
     with open(data / "labels.npy", "r+b") as f:
         f.truncate(20)
-    one_line(*cli("info", data)[::2], "info", f"{data / 'labels.npy'}:", "broken dataset arrays")
+    one_line_error(*cli("info", data)[::2], "info", f"{data / 'labels.npy'}:", "broken dataset arrays")
 
 
 # --- 4. dataset.json edited by hand --------------------------------------------------------------
@@ -79,7 +68,7 @@ DATASET_JSON = [  # (what, change, the field named, words of the message)
 def test_dataset_json_with_a_wrong_field(cli, data: Path, run: Path, tmp_path: Path, what, change, field, words):
     edit_json(data / "dataset.json", change)
     for command, args in dataset_commands(data, run, tmp_path / "out"):
-        one_line(*cli(command, *args)[::2], command, f"{data / 'dataset.json'}: field {field} ", words)
+        one_line_error(*cli(command, *args)[::2], command, f"{data / 'dataset.json'}: field {field} ", words)
 
 
 # --- 5. config.json edited by hand ---------------------------------------------------------------
@@ -104,13 +93,13 @@ CONFIG_JSON = [  # (what, change, the field named, words of the message)
 @pytest.mark.parametrize("what, change, field, words", CONFIG_JSON, ids=[c[0] for c in CONFIG_JSON])
 def test_report_on_config_json_with_a_wrong_field(cli, run: Path, what, change, field, words):
     edit_json(run / "config.json", change)
-    one_line(*cli("report", run)[::2], "report", f"{run / 'config.json'}: field {field} ", words)
+    one_line_error(*cli("report", run)[::2], "report", f"{run / 'config.json'}: field {field} ", words)
     assert not (run / "report.html").exists()
 
 
 def test_config_json_not_an_object(cli, run: Path):
     (run / "config.json").write_text("[1, 2]")
-    one_line(*cli("report", run)[::2], "report", f"{run / 'config.json'}:", "not a JSON object")
+    one_line_error(*cli("report", run)[::2], "report", f"{run / 'config.json'}:", "not a JSON object")
 
 
 def test_a_checkpoint_with_a_damaged_config_is_one_line(cli, run: Path, tmp_path: Path):
@@ -121,21 +110,20 @@ def test_a_checkpoint_with_a_damaged_config_is_one_line(cli, run: Path, tmp_path
     state = torch.load(latest, weights_only=True)
     state["config"]["model"]["width"] = "wide"
     torch.save(state, latest)
-    one_line(*cli("sample", run, "-o", tmp_path / "out.png", "--device", "cpu")[::2], "sample", f"{latest}:",
+    one_line_error(*cli("sample", run, "-o", tmp_path / "out.png", "--device", "cpu")[::2], "sample", f"{latest}:",
              "field model.width", "the string \"wide\"")
     state["config"]["model"]["no_such_field"] = 1
     state["config"]["model"]["width"] = 32
     torch.save(state, latest)
-    one_line(*cli("export", run, "-o", tmp_path / "g.safetensors")[::2], "export", f"{latest}:", "no_such_field")
+    one_line_error(*cli("export", run, "-o", tmp_path / "g.safetensors")[::2], "export", f"{latest}:", "no_such_field")
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line(run: Path, data: Path):
     """The same faults in a real `postergen` process: what a user sees on the terminal."""
     (data / "images.npy").write_bytes(b"")
     edit_json(run / "config.json", lambda c: c.update(train=[]))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     for args, names in (([ "info", data], [f"{data / 'images.npy'}:", "0 bytes"]),
                         (["report", run], [f"{run / 'config.json'}: field train "])):
-        done = subprocess.run([sys.executable, "-m", "postergen", *map(str, args)], capture_output=True, text=True,
-                              timeout=120, env=env)
-        one_line(done.returncode, done.stderr, args[0], *names)
+        done = run_postergen(*args)
+        one_line_error(done.returncode, done.stderr, args[0], *names)

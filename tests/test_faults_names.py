@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import tiny_train_args
+from conftest import built_in_dataset, tiny_train_args
 from postergen.files import file_label, written_by_postergen
 
 HOSTILE = ["../../escaped", "action/adventure", "a\x07bell\x1b[2j", "<b>html</b>&amp;", "x" * 300,
@@ -55,6 +55,7 @@ def test_file_label_is_one_safe_unique_component():
     assert file_label("ужасы") == "ужасы" and file_label("film noir") == "film noir"  # readable as they are
 
 
+@pytest.mark.slow
 def test_sample_writes_every_hostile_genre_inside_out(cli, hostile_run: Path, tmp_path: Path):
     import json
 
@@ -162,7 +163,6 @@ def test_sample_streams_in_batches_and_caps_the_grid(tiny_run: Path, tmp_path: P
 @pytest.fixture(scope="module")
 def run256(tmp_path_factory) -> Path:
     """A 1-step run at 256 px: big enough posters that a large --batch cannot fit a capped process."""
-    from conftest import built_in_dataset
     from postergen.config import from_preset
     from postergen.data.dataset import open_dataset
     from postergen.engine.gan import train
@@ -173,6 +173,7 @@ def run256(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.mark.slow
 def test_out_of_memory_while_sampling_is_one_line_and_keeps_written_posters(run256: Path, tmp_path: Path):
     """A real allocation failure: the process's address space is capped 1.5 GB above what it holds
     after start-up; 1024 posters of 256 px at once need about 2.4 GB more, 4 at once about 0.3 GB."""
@@ -188,10 +189,10 @@ def test_out_of_memory_while_sampling_is_one_line_and_keeps_written_posters(run2
     out = tmp_path / "s"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = [sys.executable, "-c", script, "sample", str(run256), "-o", str(out), "--genre", "horror", "--no-grid"]
-    small = subprocess.run(common + ["--n", "4"], capture_output=True, text=True, env=env, timeout=120)
+    small = subprocess.run(common + ["--n", "4"], capture_output=True, text=True, env=env, timeout=900)
     assert small.returncode == 0, small.stderr
     huge = subprocess.run(common + ["--n", "1024", "--batch", "1024", "--seed", "100"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=900)
     assert huge.returncode == 2, huge.stderr
     assert "out of cpu memory drawing 256x256 posters 1024 at a time; try a smaller --batch" in huge.stderr
     assert "Traceback" not in huge.stderr and huge.stderr.count("\n") == 1

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import built_in_dataset
-
-HUGE = "99999999999999999999"  # beyond int64: used to reach torch as an overflow traceback
+from conftest import HUGE, built_in_dataset, one_line_error, with_small_defaults
 
 # (extra arguments, the option the message must name); the dataset, run and output are added per command
 TRAIN = [
@@ -78,31 +76,10 @@ def _ids(cases) -> list[str]:
     return ["_".join(extra) or "empty" for extra, _ in cases]
 
 
-def one_line_error(code: int, err: str, command: str, *names: str, exit_code: int = 2) -> None:
-    assert code == exit_code, err
-    assert err.count("\n") == 1 and err.startswith(f"postergen {command}: error:"), err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in err, err
-
-
-def tiny(extra: list[str], **defaults: str) -> list[str]:
-    """`extra` plus small settings for the options it leaves out, so a check that lets a bad value
-    through costs seconds of training, not minutes."""
-    given = {a.split("=")[0] for a in extra if a.startswith("--")}
-    length = {"--steps", "--epochs", "--kimg"}
-    out = [*extra]
-    for name, value in defaults.items():
-        flag = "--" + name.replace("_", "-")
-        if flag not in given and not (flag == "--steps" and given & length):
-            out += [flag, value]
-    return out
-
-
 @pytest.mark.parametrize("extra, option", TRAIN, ids=_ids(TRAIN))
 def test_train_options(cli, tiny_dataset, tmp_path, extra, option):
     out = tmp_path / "run"
-    args = tiny(extra, steps="2", batch="8", ngf="8", ndf="8", z_dim="8", genre_dim="8", device="cpu")
+    args = with_small_defaults(extra, steps="2", batch="8", ngf="8", ndf="8", z_dim="8", genre_dim="8", device="cpu")
     code, _, err = cli("train", tiny_dataset, "-o", out, "--no-tensorboard", *args)
     one_line_error(code, err, "train", option)
     assert not out.exists()  # no folder, no config.json
@@ -131,7 +108,7 @@ def test_prepare_says_which_sizes_train_takes(cli, odd_size_dataset, tmp_path):
 @pytest.mark.parametrize("extra, option", TRAIN_SR, ids=_ids(TRAIN_SR))
 def test_train_sr_options(cli, tiny_dataset, tmp_path, extra, option):
     out = tmp_path / "sr"
-    args = tiny(extra, scale="2", patch="8", steps="2", batch="4", channels="4", blocks="0", device="cpu")
+    args = with_small_defaults(extra, scale="2", patch="8", steps="2", batch="4", channels="4", blocks="0", device="cpu")
     code, _, err = cli("train-sr", tiny_dataset, "-o", out, *args)
     one_line_error(code, err, "train-sr", option)
     assert not out.exists()

@@ -1,8 +1,9 @@
 """Fault injection for `prepare`, for real: killed and terminated processes, two prepares at once,
 archives that repeat a member name, FIFOs and sockets among the posters (docs/faults.md).
 
-The slow input is real: 4000x4000 PNGs, small on disk (~60 KB) but ~0.3 s each to decode, so a
-prepare is still decoding when a test stops it.
+The input is real (4000x4000 PNGs, small on disk, ~0.3 s each to decode), but a prepare that a test
+stops or races is held: its decoding waits for a gate file (HOLD) that the test opens when it is done,
+so the prepare is still decoding when the test acts, however fast or loaded the machine is.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ LIB = ("import sys; from pathlib import Path; from postergen.data.ingest import 
        "prepare([Path(sys.argv[1])], Path(sys.argv[2]), PrepareConfig(size=32, workers=int(sys.argv[3])))")
 NO_PRCTL = ("import multiprocessing as mp; mp.set_start_method('fork', force=True); "  # workers keep the patch
             "from postergen.data import ingest; ingest._kill_on_parent_death = lambda: False; " + LIB)
+# Put before any of them: each image's decoding (in prepare or in its forked workers) first touches
+# GATE.held, then waits until the file GATE exists (at most 10 minutes: a test that dies leaves no
+# prepare behind for long).
+HOLD = """
+import os, time
+from pathlib import Path
+from postergen.data import ingest
+
+def _held(data, cfg, decode=ingest.decode_image, gate=Path(os.environ["POSTERGEN_TEST_GATE"])):
+    gate.with_suffix(".held").touch()
+    deadline = time.monotonic() + 600
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return decode(data, cfg)
+
+ingest.decode_image = _held
+"""
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 
@@ -55,12 +73,15 @@ def _big_pngs(folder: Path, data: bytes, n: int) -> Path:
     return folder
 
 
-def _start(code: str, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=ENV, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _start(code: str, *args, gate: Path) -> subprocess.Popen:
+    """CODE in a process of its own, its decoding held until the file GATE exists (HOLD)."""
+    return subprocess.Popen([sys.executable, "-c", HOLD + code, *map(str, args)], text=True,
+                            env={**ENV, "POSTERGEN_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
 
 
-def _run(*args, timeout: float = 60) -> subprocess.CompletedProcess:
+def _run(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own; `timeout` bounds one that hangs (on a FIFO, say), not a slow one."""
     return subprocess.run([sys.executable, "-c", CLI, *map(str, args)], env=ENV, text=True,
                           capture_output=True, timeout=timeout)
 
@@ -93,22 +114,22 @@ def _running(pid: int) -> bool:
     return st is not None and st[0] not in ("Z", "X")  # a zombie has ended; only reaping is left
 
 
-def _wait_decoding(proc: subprocess.Popen, tmp: Path, workers: int, timeout: float = 60) -> list[int]:
-    """Wait until `proc` decodes into `tmp` with its worker processes started; return their pids."""
+def _wait_decoding(proc: subprocess.Popen, tmp: Path, workers: int, gate: Path, timeout: float = 600) -> list[int]:
+    """Wait until `proc` (started with `gate`) holds an image mid-decode in `tmp`, with its worker
+    processes started; return their pids. `timeout` only bounds a prepare that never gets there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         kids = _descendants(proc.pid)
-        if (tmp / "images.npy").exists() and len(kids) >= workers:
-            if workers:
-                time.sleep(0.5)  # the workers are past their start-up, into the images
-            return _descendants(proc.pid)
+        if (tmp / "images.npy").exists() and gate.with_suffix(".held").exists() and len(kids) >= workers:
+            return kids
         time.sleep(0.05)
     raise AssertionError("prepare did not start decoding")
 
 
-def _outliving(pids: list[int], timeout: float = 10) -> list[int]:
-    """The processes still running after `timeout` (then killed, so a failure leaves no orphans)."""
+def _outliving(pids: list[int], timeout: float = 120) -> list[int]:
+    """The processes still running after `timeout` (then killed, so a failure leaves no orphans); waits
+    only as long as one of them runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(map(_running, pids)):
         time.sleep(0.05)
@@ -121,14 +142,16 @@ def _outliving(pids: list[int], timeout: float = 10) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # 1. However prepare ends, its workers end with it; SIGTERM cleans up like Ctrl-C
 
+@pytest.mark.slow
 @linux_only
 @pytest.mark.parametrize("code", [LIB, NO_PRCTL], ids=["prctl", "watching"])
 def test_kill_9_takes_the_workers_along_and_the_next_prepare_clears_up(tmp_path, big_png, code, capsys):
     src = _big_pngs(tmp_path / "src", big_png, 16)
-    proc = _start(code, src, tmp_path / "ds", 2)
+    gate = tmp_path / "gate"  # never opened: prepare is killed mid-decode
+    proc = _start(code, src, tmp_path / "ds", 2, gate=gate)
     tmp = tmp_path / f".ds.tmp-{proc.pid}"
     try:
-        workers = _wait_decoding(proc, tmp, 2)
+        workers = _wait_decoding(proc, tmp, 2, gate)
         assert len(workers) >= 2
     finally:
         proc.kill()  # kill -9: no clean-up of its own runs
@@ -144,15 +167,17 @@ def test_kill_9_takes_the_workers_along_and_the_next_prepare_clears_up(tmp_path,
     assert len(notes) == 1 and f"pid {proc.pid}" in notes[0], err
 
 
+@pytest.mark.slow
 @linux_only
 def test_sigterm_stops_prepare_like_ctrl_c(tmp_path, big_png):
     src = _big_pngs(tmp_path / "src", big_png, 16)
-    proc = _start(CLI, "prepare", src, "-o", tmp_path / "ds", "--size", 32, "--workers", 2)
+    gate = tmp_path.parent / f"{tmp_path.name}-gate"  # never opened; outside tmp_path, whose listing is checked
+    proc = _start(CLI, "prepare", src, "-o", tmp_path / "ds", "--size", 32, "--workers", 2, gate=gate)
     tmp = tmp_path / f".ds.tmp-{proc.pid}"
     try:
-        workers = _wait_decoding(proc, tmp, 2)
+        workers = _wait_decoding(proc, tmp, 2, gate)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert _outliving(workers) == []
@@ -164,13 +189,15 @@ def test_sigterm_stops_prepare_like_ctrl_c(tmp_path, big_png):
 # ---------------------------------------------------------------------------------------------
 # 2. One prepare per output at a time; the loser never replaces the winner
 
+@pytest.mark.slow
 @linux_only
 def test_a_second_prepare_into_the_same_output_is_refused(tmp_path, big_png, cli):
-    first = _start(LIB, _big_pngs(tmp_path / "big", big_png, 30), tmp_path / "ds", 1)
+    gate = tmp_path.parent / f"{tmp_path.name}-gate"  # never opened: the first is still decoding at the end
+    first = _start(LIB, _big_pngs(tmp_path / "big", big_png, 30), tmp_path / "ds", 1, gate=gate)
     small = tmp_path / "small"
     noise(small / "a.jpg", seed=1)
     try:
-        _wait_decoding(first, tmp_path / f".ds.tmp-{first.pid}", 0)
+        _wait_decoding(first, tmp_path / f".ds.tmp-{first.pid}", 0, gate)
         code, _, err = cli("prepare", small, "-o", tmp_path / "ds", "--size", 32, "--workers", 1)
         assert code != 0 and err.count("\n") == 1, err
         assert f"in use by another postergen process (pid {first.pid})" in err
@@ -178,10 +205,11 @@ def test_a_second_prepare_into_the_same_output_is_refused(tmp_path, big_png, cli
         assert not (tmp_path / "ds" / "dataset.json").exists()
     finally:
         first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=30)
+        first.communicate(timeout=600)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "small"]
 
 
+@pytest.mark.slow
 @linux_only
 def test_an_output_written_meanwhile_is_not_replaced(tmp_path, big_png):
     """Where the lock cannot help (another machine on a network share, an OS without flock), the
@@ -190,12 +218,14 @@ def test_an_output_written_meanwhile_is_not_replaced(tmp_path, big_png):
     small = tmp_path / "small"
     noise(small / "a.jpg", seed=1)
     prepare([small], theirs, PrepareConfig(size=32, workers=1))
+    gate = tmp_path.parent / f"{tmp_path.name}-gate"
     first = _start(CLI, "prepare", _big_pngs(tmp_path / "big", big_png, 4), "-o", tmp_path / "ds",
-                   "--size", 32, "--workers", 1)
+                   "--size", 32, "--workers", 1, gate=gate)
     try:
-        _wait_decoding(first, tmp_path / f".ds.tmp-{first.pid}", 0)
+        _wait_decoding(first, tmp_path / f".ds.tmp-{first.pid}", 0, gate)
         shutil.copytree(theirs, tmp_path / "ds", dirs_exist_ok=True)  # lands while the first decodes
-        _, err = first.communicate(timeout=60)
+        gate.touch()  # only now may the first finish
+        _, err = first.communicate(timeout=600)
     finally:
         first.kill()
     assert first.returncode == 2 and err.count("\n") == 1 and "exists" in err, err
@@ -243,6 +273,7 @@ def test_a_repeated_member_name_is_listed_not_lost(tmp_path, kind, workers):
 # ---------------------------------------------------------------------------------------------
 # 4. FIFOs, sockets and devices among the posters are skipped unopened, never waited on
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_fifos_and_sockets_are_skipped_not_opened(tmp_path):
     src = tmp_path / "src"
@@ -254,7 +285,7 @@ def test_fifos_and_sockets_are_skipped_not_opened(tmp_path):
     sock.bind(str(src / "sub" / "y.png"))
     os.symlink(src / "x.jpg", src / "link.png")  # a link to a FIFO is the FIFO
     try:
-        r = _run("prepare", src, "-o", tmp_path / "ds", "--size", 32, "--workers", 2, timeout=60)
+        r = _run("prepare", src, "-o", tmp_path / "ds", "--size", 32, "--workers", 2)  # waiting on a FIFO: no end
     finally:
         sock.close()
     assert r.returncode == 0, r.stderr
@@ -267,10 +298,11 @@ def test_fifos_and_sockets_are_skipped_not_opened(tmp_path):
     assert meta["prepare"]["labels_from"] == "none" and meta["prepare"]["non_image_files"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_a_fifo_given_as_the_source_is_refused(tmp_path):
     os.mkfifo(tmp_path / "posters.zip")
-    r = _run("prepare", tmp_path / "posters.zip", "-o", tmp_path / "ds", timeout=60)
+    r = _run("prepare", tmp_path / "posters.zip", "-o", tmp_path / "ds")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a folder, a .zip or a .tar" in r.stderr
     assert not (tmp_path / "ds").exists()
 

@@ -14,23 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
+from conftest import assert_same, built_in_dataset, checkpoint_weights, tiny_flags
 from postergen.data.dataset import open_dataset
-from postergen.engine.checkpoint import load_checkpoint
+from postergen.checkpoint import load_checkpoint
 
-TINY = ["--ngf", 8, "--ndf", 8, "--batch", 8, "--genre-dim", 8, "--log-every", 2, "--sample-every", 1000,
-        "--checkpoint-every", 2, "--keep-checkpoints", 5, "--no-tensorboard", "--device", "cpu"]
+TINY = tiny_flags(genre_dim=8, log_every=2, sample_every=1000, checkpoint_every=2, keep_checkpoints=5)
 
 
 def _posters(root: Path, n: int = 48, seed: int = 0, **prepare) -> Path:
     """ROOT/ds: n built-in posters drawn with `seed`, prepared at 32 px."""
-    from postergen.data.ingest import PrepareConfig, prepare as prepare_dataset
-    from postergen.data.synth import generate
-
-    generate(root / "posters", n=n, seed=seed, workers=1)
-    prepare_dataset([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1, **prepare))
-    return root / "ds"
+    return built_in_dataset(root, n, 32, seed=seed, **prepare)
 
 
 def _train(cli, ds: Path, run: Path, *args) -> tuple[int, str, str]:
@@ -43,24 +37,10 @@ def _last_line(err: str) -> str:
     return lines[-1]
 
 
-def _weights(path: Path) -> dict:
-    state = load_checkpoint(path)
-    return {k: state[k] for k in ("G", "D", "G_ema", "opt_g", "opt_d")}
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. latest.pt missing or damaged while the step files are good: nothing is lost
 
+@pytest.mark.slow
 def test_a_missing_latest_resumes_from_the_newest_step_file(cli, tiny_dataset, tmp_path):
     straight, run = tmp_path / "straight", tmp_path / "run"
     assert _train(cli, tiny_dataset, straight, "--steps", 6)[0] == 0
@@ -80,9 +60,10 @@ def test_a_missing_latest_resumes_from_the_newest_step_file(cli, tiny_dataset, t
     assert len(note) == 1 and "resuming from" in note[0] and "step-0000004.pt (step 4)" in note[0]
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 6
     # it continued from step 4's state: the same weights as a run that was never interrupted
-    assert _same(_weights(run / "checkpoints" / "latest.pt"), _weights(straight / "checkpoints" / "latest.pt"))
+    assert_same(checkpoint_weights(run), checkpoint_weights(straight))
 
 
+@pytest.mark.slow
 def test_a_damaged_latest_resumes_from_its_copy_in_the_step_file(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(cli, tiny_dataset, run, "--steps", 4)[0] == 0
@@ -95,6 +76,7 @@ def test_a_damaged_latest_resumes_from_its_copy_in_the_step_file(cli, tiny_datas
     assert load_checkpoint(latest)["step"] == 6  # written anew by the resumed run
 
 
+@pytest.mark.slow
 def test_when_the_newest_checkpoints_are_damaged_the_error_names_the_good_one(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(cli, tiny_dataset, run, "--steps", 4)[0] == 0
@@ -129,6 +111,7 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
             "fewer": _posters(root / "c", n=40), "no-genres": _posters(root / "d", use_labels=False)}
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_posters_unless_allowed(cli, datasets, tmp_path):
     run, other = tmp_path / "run", datasets["other"]
     a, b = open_dataset(datasets["run"]), open_dataset(other)
@@ -150,6 +133,7 @@ def test_resume_refuses_other_posters_unless_allowed(cli, datasets, tmp_path):
 
 @pytest.mark.parametrize("which,says", [("fewer", "40 posters, the run's had 48"),
                                         ("no-genres", "genres none, the run's were action")])
+@pytest.mark.slow
 def test_resume_says_what_differs(cli, datasets, tmp_path, which, says):
     run = tmp_path / "run"
     assert _train(cli, datasets["run"], run, "--steps", 2, "--no-conditional")[0] == 0
@@ -157,6 +141,7 @@ def test_resume_says_what_differs(cli, datasets, tmp_path, which, says):
     assert code == 2 and says in _last_line(err)
 
 
+@pytest.mark.slow
 def test_a_moved_dataset_is_the_same_data(cli, datasets, tmp_path):
     run, moved = tmp_path / "run", tmp_path / "elsewhere" / "posters"
     assert _train(cli, datasets["run"], run, "--steps", 2)[0] == 0
@@ -190,7 +175,7 @@ def _starved_train(ds: Path, run: Path, ready: Path, *args) -> subprocess.Comple
     proc = subprocess.Popen(cmd, env={**os.environ, **OOM_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # bounds a hung trainer only: each check below waits on a condition
         while not ready.exists():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the trainer did not get going"
@@ -198,7 +183,7 @@ def _starved_train(ds: Path, run: Path, ready: Path, *args) -> subprocess.Comple
         with open(f"/proc/{proc.pid}/status") as f:
             mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
         resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped, resource.RLIM_INFINITY))
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -206,6 +191,7 @@ def _starved_train(ds: Path, run: Path, ready: Path, *args) -> subprocess.Comple
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_out_of_memory_mid_run_is_one_line_and_resume_goes_on(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     folder = run / "checkpoints"
@@ -225,6 +211,7 @@ def test_out_of_memory_mid_run_is_one_line_and_resume_goes_on(cli, tiny_dataset,
     assert load_checkpoint(run)["step"] == step + 2
 
 
+@pytest.mark.slow
 def test_out_of_memory_before_any_checkpoint_suggests_a_smaller_batch(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     # capped after its first metrics line (step 2), not at once: native code that compiles kernels in
@@ -242,6 +229,7 @@ def test_out_of_memory_before_any_checkpoint_suggests_a_smaller_batch(cli, tiny_
 # ---------------------------------------------------------------------------------------------
 # 4. The resume banner shows the run's own settings
 
+@pytest.mark.slow
 def test_the_resume_banner_shows_the_runs_batch_and_preset(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(cli, tiny_dataset, run, "--steps", 2, "--preset", "seed")[0] == 0

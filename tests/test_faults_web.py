@@ -21,23 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
+from conftest import call
 from postergen.errors import UserError
 from postergen.web.app import create_app, host_names, running, serve
-
-
-def request(base: str, method: str, path: str, body=None, host: str | None = None) -> tuple[int, str, bytes]:
-    """-> (status, content type, body), with the Host header as given (None: the base URL's)."""
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    headers = {} if host is None else {"Host": host}
-    data = None if body is None else json.dumps(body).encode()
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=headers)
-    response = conn.getresponse()
-    out = response.status, response.getheader("Content-Type", ""), response.read()
-    conn.close()
-    return out
 
 
 def raw_request(base: str, data: bytes) -> bytes:
@@ -78,7 +64,7 @@ def test_foreign_host_is_refused_before_any_handler(studio, host):
     port = urlsplit(studio).port
     for method, path, body in (("GET", "/api/runs", None), ("GET", "/", None),
                                ("POST", "/api/generate", {"run": "good", "n": 1, "seed": 1})):
-        status, kind, data = request(studio, method, path, body, host=host.format(port=port))
+        status, kind, data = call(studio, method, path, body, host=host.format(port=port))
         assert status in (400, 421), (host, path, status, data[:200])
         assert kind.startswith("application/json")
         assert json.loads(data)["error"]
@@ -89,7 +75,7 @@ def test_foreign_host_is_refused_before_any_handler(studio, host):
                                   "127.0.0.1", "localhost"])
 def test_loopback_names_are_served(studio, host):
     port = urlsplit(studio).port
-    status, _, data = request(studio, "GET", "/api/runs", host=host.format(port=port))
+    status, _, data = call(studio, "GET", "/api/runs", host=host.format(port=port))
     assert status == 200, data[:200]
     assert "good" in [run["id"] for run in json.loads(data)]
 
@@ -113,10 +99,10 @@ def test_host_names_follow_the_bind_address():
 def test_allowed_hosts_of_a_custom_app(faulty_root: Path):
     with running(create_app(faulty_root, device="cpu", allowed_hosts={"studio.lan"})) as base:
         port = urlsplit(base).port
-        assert request(base, "GET", "/api/health", host=f"studio.lan:{port}")[0] == 200
-        assert request(base, "GET", "/api/health", host=f"127.0.0.1:{port}")[0] in (400, 421)
+        assert call(base, "GET", "/api/health", host=f"studio.lan:{port}")[0] == 200
+        assert call(base, "GET", "/api/health", host=f"127.0.0.1:{port}")[0] in (400, 421)
     with running(create_app(faulty_root, device="cpu", allowed_hosts=None)) as base:  # None: any host
-        assert request(base, "GET", "/api/health", host="anything.example")[0] == 200
+        assert call(base, "GET", "/api/health", host="anything.example")[0] == 200
 
 
 # --- no absolute paths in responses ------------------------------------------------------------
@@ -130,15 +116,15 @@ def test_broken_runs_answer_without_absolute_paths(studio, faulty_root: Path):
     seen = {}
     for run in ("good", "cut", "junk", "cfgdir", "missing", "..", "%2e%2e"):
         for path in ("", "/genres", "/progress", "/files/config.json", "/files/loss.png", "/files/nope.txt"):
-            status, _, data = request(studio, "GET", f"/api/runs/{run}{path}")
+            status, _, data = call(studio, "GET", f"/api/runs/{run}{path}")
             if path != "/files/config.json" or status != 200:  # the run's own config.json is served as it is
                 seen[f"GET {run}{path}"] = (status, data)
         for checkpoint in ("latest.pt", "step-0000002.pt", "nope.pt"):
             for route, body in (("/api/generate", {"n": 1, "seed": 1}), ("/api/interpolate", {"seeds": [1, 2], "frames": 2})):
-                status, _, data = request(studio, "POST", route, {**body, "run": run, "checkpoint": checkpoint})
+                status, _, data = call(studio, "POST", route, {**body, "run": run, "checkpoint": checkpoint})
                 seen[f"POST {route} {run} {checkpoint}"] = (status, data)
-    seen["GET /api/runs"] = request(studio, "GET", "/api/runs")[::2]
-    seen["POST no run"] = request(studio, "POST", "/api/generate", {"n": 1})[::2]
+    seen["GET /api/runs"] = call(studio, "GET", "/api/runs")[::2]
+    seen["POST no run"] = call(studio, "POST", "/api/generate", {"n": 1})[::2]
     for what, (status, data) in seen.items():
         assert status < 500, (what, data[:300])
         for secret in secrets_of(faulty_root):
@@ -159,15 +145,15 @@ def test_a_hand_edited_config_names_its_field_without_paths(tiny_run: Path, tmp_
     config["model"]["width"] = "wide"
     (root / "edited" / "config.json").write_text(json.dumps(config))
     with running(create_app(root, device="cpu")) as base:
-        listed = json.loads(request(base, "GET", "/api/runs")[2])
-        status, _, data = request(base, "GET", "/api/runs/edited/genres")
+        listed = json.loads(call(base, "GET", "/api/runs")[2])
+        status, _, data = call(base, "GET", "/api/runs/edited/genres")
     assert listed[0]["error"] == 'edited/config.json: field model.width must be an integer >= 1, not the string "wide"'
     assert status == 409 and json.loads(data)["error"] == listed[0]["error"]
     assert str(tmp_path).encode() not in data
 
 
 def test_poster_provenance_names_the_checkpoint_relative_to_the_root(studio, faulty_root: Path):
-    status, _, data = request(studio, "POST", "/api/generate", {"run": "good", "n": 1, "seed": 3})
+    status, _, data = call(studio, "POST", "/api/generate", {"run": "good", "n": 1, "seed": 3})
     assert status == 200
     url = json.loads(data)["images"][0]["url"]
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
@@ -180,7 +166,7 @@ def test_single_run_root_shows_paths_from_the_run_name(tiny_run: Path, tmp_path:
     latest = run / "checkpoints" / "latest.pt"
     latest.write_bytes(latest.read_bytes()[:100])
     with running(create_app(run, device="cpu")) as base:
-        status, _, data = request(base, "POST", "/api/generate", {"n": 1})
+        status, _, data = call(base, "POST", "/api/generate", {"n": 1})
     assert status == 409 and str(tmp_path).encode() not in data
     assert "solo/checkpoints/latest.pt" in json.loads(data)["error"]
 
@@ -194,7 +180,7 @@ def test_unlistable_root_while_serving_is_409_without_path(faulty_root: Path, st
         return real(self)
 
     monkeypatch.setattr(pathlib.Path, "iterdir", refuse)
-    status, kind, data = request(studio, "GET", "/api/runs")
+    status, kind, data = call(studio, "GET", "/api/runs")
     assert status == 409 and kind.startswith("application/json"), data[:300]
     assert "Permission denied" in json.loads(data)["error"]
     for secret in secrets_of(faulty_root):
@@ -269,13 +255,14 @@ def test_cli_allowed_host_reaches_the_server(cli, tmp_path, monkeypatch):
 
 # --- files that training writes while they are served ------------------------------------------
 
-# Appends metrics lines as training does, only much faster; each line goes out in two writes, so a
-# reader can find half a line at the end of the file.
+# Appends metrics lines as training does, only much faster, until the file argv[2] exists (or 10
+# minutes pass: a test that dies leaves no writer behind for long); each line goes out in two writes,
+# so a reader can find half a line at the end of the file.
 APPENDER = r"""
 import json, os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
-end, step = time.monotonic() + float(sys.argv[2]), 0
-while time.monotonic() < end:
+stop, end, step = sys.argv[2], time.monotonic() + 600, 0
+while not os.path.exists(stop) and time.monotonic() < end:
     step += 1
     line = (json.dumps({"step": step, "loss_d": 1.0, "pad": "x" * 2000}) + "\n").encode()
     os.write(fd, line[:1000])
@@ -284,18 +271,29 @@ while time.monotonic() < end:
 """
 
 
-def test_metrics_served_while_training_appends_are_whole_snapshots(run: Path):
-    metrics = run / "metrics.jsonl"
+RACED_ANSWERS, RACED_LINES = 40, 40  # requests made, and lines appended, while both run
+
+
+@pytest.mark.slow
+def test_metrics_served_while_training_appends_are_whole_snapshots(run: Path, tmp_path: Path):
+    metrics, stop = run / "metrics.jsonl", tmp_path / "stop-appending"
     metrics.write_text("".join(json.dumps({"step": i, "pad": "x" * 2000}) + "\n" for i in range(100)))  # 200 KB
     path, failures, answers = f"/api/runs/{run.name}/files/metrics.jsonl", [], 0
     with running(create_app(run, device="cpu")) as base:
-        writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(metrics), "2"])
+        writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(metrics), str(stop)])
         try:
-            deadline = time.monotonic() + 1.5
-            while time.monotonic() < deadline:
+            # Counted, not timed: requests go on until enough of them, and enough appended lines, lie
+            # between the writer's first append and its last, however fast either side runs.
+            deadline, before = time.monotonic() + 600, metrics.stat().st_size
+            while metrics.stat().st_size == before:  # the writer has started appending
+                assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
+                time.sleep(0.01)
+            first = metrics.stat().st_size
+            while answers < RACED_ANSWERS or metrics.stat().st_size < first + RACED_LINES * 2000:
+                assert writer.poll() is None and time.monotonic() < deadline, (answers, metrics.stat().st_size)
                 answers += 1
                 try:
-                    status, _, body = request(base, "GET", path)
+                    status, _, body = call(base, "GET", path)
                 except (http.client.HTTPException, OSError) as e:  # cut short: more or less than Content-Length
                     failures.append(f"{type(e).__name__}: {e}"[:120])
                     continue
@@ -304,9 +302,11 @@ def test_metrics_served_while_training_appends_are_whole_snapshots(run: Path):
                 lines = body.splitlines()
                 if status != 200 or not body.endswith(b"\n") or not same or not all(json.loads(x)["step"] >= 0 for x in lines):
                     failures.append(f"status {status}, {len(body)} bytes, ends {body[-20:]!r}, a prefix: {same}")
+            assert writer.poll() is None  # still appending after the last answer: every request raced it
         finally:
-            writer.wait(timeout=30)
-    assert answers >= 20, answers  # enough requests raced the writer to mean something
+            stop.touch()
+            writer.wait(timeout=600)
+    assert answers >= RACED_ANSWERS, answers  # enough requests raced the writer to mean something
     assert not failures, f"{len(failures)} of {answers} answers broken: {failures[:3]}"
 
 
@@ -318,25 +318,32 @@ def post_head(base: str, extra: str) -> bytes:
             f"{extra}\r\n").encode()
 
 
-def answer_to(base: str, head: bytes, body: bytes, timeout: float = 10) -> tuple[int, dict, dict, float]:
-    """Send HEAD and BODY and nothing more, then read the answer -> (status, headers, JSON body, seconds).
-    A server that waits for the rest of a body never answers: the socket times out."""
+def answer_to(base: str, head: bytes, body: bytes, timeout: float = 120) -> tuple[int, dict, dict, bool]:
+    """Send HEAD and BODY and nothing more, then read the answer -> (status, headers, JSON body, whether
+    the server then closed the connection). A server that waits for the rest of a body never answers:
+    the socket times out (`timeout` bounds only that)."""
     url = urlsplit(base)
-    start = time.monotonic()
     with socket.create_connection((url.hostname, url.port), timeout=timeout) as sock:
         sock.sendall(head + body)
         response = http.client.HTTPResponse(sock)
         response.begin()
         data = response.read()
-    headers = {k.lower(): v for k, v in response.getheaders()}
-    return response.status, headers, json.loads(data), time.monotonic() - start
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        closed = False
+        if headers.get("connection") == "close":  # what follows the answer: the end of the stream
+            try:
+                closed = sock.recv(1) == b""
+            except ConnectionResetError:  # closed with the unread rest of the body still queued
+                closed = True
+    return response.status, headers, json.loads(data), closed
 
 
-def refused(status: int, headers: dict, body: dict, seconds: float) -> None:
+def refused(status: int, headers: dict, body: dict, closed: bool) -> None:
+    """A 413 that came without the whole body: the body is never sent in full, so any answer is one
+    given at once rather than after reading (or waiting for) it; the server then hung up."""
     assert status == 413 and headers["content-type"].startswith("application/json"), (status, body)
     assert "64 KiB" in body["error"] and "\n" not in body["error"]
-    assert headers.get("connection") == "close"
-    assert seconds < 5  # answered at once, not after reading (or waiting for) the whole body
+    assert headers.get("connection") == "close" and closed
 
 
 def test_a_declared_huge_body_is_refused_unread(studio):
@@ -351,13 +358,13 @@ def test_a_chunked_body_over_the_limit_is_refused(studio):
 
 def test_requests_within_the_limit_still_work(studio):
     body = json.dumps({"run": "good", "n": 1, "seed": 1}).encode()
-    status, _, answer, _ = answer_to(studio, post_head(studio, f"Content-Length: {len(body)}\r\n"), body, timeout=60)
+    status, _, answer, _ = answer_to(studio, post_head(studio, f"Content-Length: {len(body)}\r\n"), body)
     assert status == 200 and len(answer["images"]) == 1
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:])) + b"0\r\n\r\n"
-    status, _, answer, _ = answer_to(studio, post_head(studio, "Transfer-Encoding: chunked\r\n"), chunked, timeout=60)
+    status, _, answer, _ = answer_to(studio, post_head(studio, "Transfer-Encoding: chunked\r\n"), chunked)
     assert status == 200 and answer["images"][0]["seed"] == 1  # the body read ahead reaches the handler whole
     status, _, answer, _ = answer_to(studio, post_head(studio, f"Content-Length: {len(body) + 70000}\r\n"),
-                                     body + b" " * 70000, timeout=60)
+                                     body + b" " * 70000)
     assert status == 413  # a body padded past the limit is refused, whatever it holds
 
 

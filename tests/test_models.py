@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import build_gan
 from postergen.config import SEED_MODEL
 from postergen.models.dcgan import (
     Discriminator,
     Generator,
     MinibatchStd,
     ModelConfig,
-    build_models,
     count_params,
     init_weights,
 )
@@ -155,7 +155,7 @@ def test_tutorial_discriminator_state_dict_loads_and_matches():
 def test_shapes(width, aspect, conditional):
     torch.manual_seed(0)
     cfg = small_cfg(width, aspect, n_genres=5 if conditional else 0, z_dim=16, genre_dim=8)
-    G, D = build_models(cfg)
+    G, D = build_gan(cfg)
     genres = multi_hot(2, 5) if conditional else None
     with torch.no_grad():
         fake = G(torch.randn(2, cfg.z_dim), genres)
@@ -195,7 +195,7 @@ def test_conditional_parameter_counts_add_exactly_the_embeddings():
 
 
 def test_unconditional_models_have_no_genre_parameters():
-    G, D = build_models(small_cfg())
+    G, D = build_gan(small_cfg())
     names = [n for n, _ in [*G.named_parameters(), *D.named_parameters()]]
     assert not any("genre" in n for n in names)
     with pytest.raises(ValueError, match="unconditional"):
@@ -204,7 +204,7 @@ def test_unconditional_models_have_no_genre_parameters():
 
 def test_generator_none_genres_equals_zero_vector():
     torch.manual_seed(0)
-    G, _ = build_models(small_cfg(n_genres=4))
+    G, _ = build_gan(small_cfg(n_genres=4))
     G.eval()
     z = torch.randn(2, 100)
     with torch.no_grad():
@@ -214,7 +214,7 @@ def test_generator_none_genres_equals_zero_vector():
 
 def test_projection_term_changes_d_output():
     torch.manual_seed(0)
-    _, D = build_models(small_cfg(n_genres=4))
+    _, D = build_gan(small_cfg(n_genres=4))
     D.eval()
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     a = torch.tensor([[1.0, 0, 0, 0], [1, 0, 0, 0]])
@@ -228,7 +228,7 @@ def test_projection_term_changes_d_output():
 
 
 def test_genres_shape_is_checked():
-    G, D = build_models(small_cfg(n_genres=4))
+    G, D = build_gan(small_cfg(n_genres=4))
     with pytest.raises(ValueError, match="shape"):
         G(torch.randn(2, 100), torch.ones(2, 3))
     with pytest.raises(ValueError, match="shape"):
@@ -240,7 +240,7 @@ def test_genres_shape_is_checked():
 def test_spectral_norm_minibatch_std_no_norm(aspect):
     torch.manual_seed(0)
     cfg = small_cfg(32, aspect, n_genres=3, d_norm="none", spectral_norm=True, minibatch_std=True)
-    G, D = build_models(cfg)
+    G, D = build_gan(cfg)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
     wrapped = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(wrapped) == cfg.n_scales + 2  # stride-2 convs, last conv, projection embedding
@@ -267,7 +267,7 @@ def test_minibatch_std_channel():
 
 def test_spectral_norm_is_right_after_init():
     torch.manual_seed(0)
-    _, D = build_models(small_cfg(spectral_norm=True, d_norm="none"))
+    _, D = build_gan(small_cfg(spectral_norm=True, d_norm="none"))
     D.eval()  # eval: no further power iterations, so this checks the u, v that init left behind
     original = D.main[2].parametrizations.weight.original
     assert abs(original.std().item() - 0.02) < 0.003
@@ -280,7 +280,7 @@ def test_spectral_norm_is_right_after_init():
 # --- init and config --------------------------------------------------------------------------
 def test_init_statistics():
     torch.manual_seed(0)
-    G, D = build_models(ModelConfig(ngf=32, ndf=32, **SEED_MODEL))
+    G, D = build_gan(ModelConfig(ngf=32, ndf=32, **SEED_MODEL))
     for w in (G.main[3].weight, D.main[5].weight):
         assert abs(w.std().item() - 0.02) < 0.002
         assert abs(w.mean().item()) < 0.002

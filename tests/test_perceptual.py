@@ -8,20 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, built_in_dataset, grace_hopper
 from postergen.metrics import perceptual
-
-# ImageNet class indices (the 1000-class order every ImageNet classifier uses)
-MILITARY_UNIFORM, BOW_TIE, SUIT, WINDSOR_TIE = 652, 457, 834, 906
-
-
-def grace_hopper() -> torch.Tensor:
-    """A photo that ships with matplotlib -> uint8 (1, 3, H, W)."""
-    from matplotlib import cbook
-    from PIL import Image
-
-    image = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
-
 
 def test_the_network_is_the_pretrained_imagenet_classifier():
     net = perceptual.lite2()
@@ -72,8 +60,6 @@ def test_missing_weights_package_is_one_line(monkeypatch):
 
 
 def test_dataset_features_are_cached_beside_it_and_invalidated_when_it_changes(tmp_path):
-    from conftest import built_in_dataset
-
     from postergen.data.dataset import open_dataset
     from postergen.metrics.featurecache import cache_path, dataset_features
 

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import built_in_dataset, tiny_train_args
+from conftest import (BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, assert_same, built_in_dataset, checkpoint_weights,
+                      decode, grace_hopper, post, tiny_train_args, torchrun_train)
 from postergen.config import ModelConfig, from_preset
 from postergen.data.dataset import open_dataset
-from postergen.engine import checkpoint as ckpt
+from postergen import checkpoint as ckpt
 from postergen.engine.gan import train
 from postergen.models import features, registry
 from postergen.models.fastgan import Generator as FastGAN
 from postergen.models.projected import ProjectedDiscriminator
-from test_perceptual import BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, grace_hopper
-from test_train import _assert_same, _weights
 
 
 def test_lite0_is_the_pretrained_imagenet_classifier():
@@ -136,11 +135,12 @@ def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset, tmp_path):
     _train(tiny_dataset, tmp_path / "straight", steps=4)
     _train(tiny_dataset, tmp_path / "split", steps=2)
     assert _train(tiny_dataset, tmp_path / "split", steps=4, resume=True)["step"] == 4
-    _assert_same(_weights(tmp_path / "straight"), _weights(tmp_path / "split"))
+    assert_same(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(tmp_path / "split"))
 
     state = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
     assert state["config"]["arch"] == "fastgan" and state["config"]["model"]["discriminator"] == "projected"
@@ -150,6 +150,7 @@ def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset
     assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection is not saved
 
 
+@pytest.mark.slow
 def test_a_projected_run_from_before_genre_bn_still_samples_and_resumes(tiny_dataset, tmp_path, cli):
     """Runs written before --genre-bn existed (the preset then had none) lack the field everywhere: they
     load with its default, off, the form they were trained in."""
@@ -172,6 +173,7 @@ def test_a_projected_run_from_before_genre_bn_still_samples_and_resumes(tiny_dat
     assert state["step"] == 3 and not registry.generator(state["config"]).genre_bn  # still the old form
 
 
+@pytest.mark.slow
 def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
     data = built_in_dataset(tmp_path, n=24, size=64)  # 64 px: the SLE path runs
     run = tmp_path / "run"
@@ -196,7 +198,6 @@ def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
     assert code == 0, err
     assert "fastgan" in (run / "report.html").read_text()
 
-    from test_web import decode, post
     from postergen.web.app import create_app, running
 
     with running(create_app(run, device="cpu")) as base:  # the studio, over real HTTP
@@ -205,12 +206,10 @@ def test_every_reader_draws_from_a_fastgan_projected_run(tmp_path, cli):
     assert [decode(p["url"]).size for p in body["images"]] == [(64, 64), (64, 64)]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_train_the_projected_preset(tiny_dataset, tmp_path):
-    from test_distributed import TINY, _postergen
-
     run = tmp_path / "run"
-    done = _postergen("train", str(tiny_dataset), "-o", str(run), "--preset", "projected", "--steps", "2", *TINY,
-                      torchrun=True)
+    done = torchrun_train(tiny_dataset, run, "--preset", "projected", "--steps", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = json.loads((run / "ddp.json").read_text())
     assert ddp["world_size"] == 2 and ddp["fingerprints"][0] == ddp["fingerprints"][1]

@@ -18,7 +18,7 @@ from PIL import Image
 from postergen import __version__
 from postergen.errors import UserError
 from postergen.report import report
-from postergen.engine.diagnose import diagnose
+from postergen.diagnose import diagnose
 
 SECTIONS = {"losses", "health", "progression", "genres", "real", "evaluation"}
 

@@ -15,19 +15,9 @@ from PIL import Image
 from conftest import built_in_dataset
 from postergen.errors import UserError
 from postergen.models.sr import SRConfig, build_sr
-from postergen.engine.checkpoint import load_checkpoint
+from postergen.checkpoint import load_checkpoint
 from postergen.engine.sr import SRTrainConfig, degrade, l1_loss, step_generator, train_sr
 from postergen.upscale import load_upscaler, maybe_upscale, upscale_files, upscale_images
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads wait on each other
-    (100 tiny steps: 1 s on one thread, over a minute on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_sr_args(**overrides) -> dict:
@@ -37,12 +27,6 @@ def tiny_sr_args(**overrides) -> dict:
                 precision="fp32")
     args.update(overrides)
     return args
-
-
-@pytest.fixture(scope="module")
-def hr_dataset(tmp_path_factory) -> Path:
-    """24 built-in posters at 64x64: the high-resolution side of the pairs."""
-    return built_in_dataset(tmp_path_factory.mktemp("sr"), n=24, size=64)
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +164,8 @@ def test_upscale_files_errors_in_one_line(sr_run: Path, tmp_path: Path):
 
 def test_cli_train_sr_upscale_and_sample_upscale(cli, tiny_run, tmp_path):
     """The three entry points end to end: train-sr, upscale (with a bad file skipped), sample --upscale."""
-    from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.data.synth import generate
-
-    generate(tmp_path / "p", n=12, seed=1, workers=1)
-    prepare([tmp_path / "p"], tmp_path / "hr", PrepareConfig(size=64, workers=1))
-    code, out, err = cli("train-sr", tmp_path / "hr", "-o", tmp_path / "sr", "--scale", "2", "--steps", "2",
+    hr = built_in_dataset(tmp_path, n=12, size=64, seed=1)
+    code, out, err = cli("train-sr", hr, "-o", tmp_path / "sr", "--scale", "2", "--steps", "2",
                          "--batch", "2", "--patch", "8", "--channels", "4", "--blocks", "1", "--val-posters", "1",
                          "--device", "cpu")
     assert code == 0, err
@@ -198,5 +178,5 @@ def test_cli_train_sr_upscale_and_sample_upscale(cli, tiny_run, tmp_path):
     assert code == 0, err
     assert Image.open(tmp_path / "s" / "horror-seed0.png").size == (64, 64)  # 32 px posters, x2
     with pytest.raises(SystemExit) as e:  # argparse rejects it before anything runs
-        cli("train-sr", tmp_path / "hr", "-o", tmp_path / "sr2", "--scale", "3")
+        cli("train-sr", hr, "-o", tmp_path / "sr2", "--scale", "3")
     assert e.value.code == 2 and not (tmp_path / "sr2").exists()

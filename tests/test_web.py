@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import http.client
-import io
 import json
 import shutil
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from conftest import call, decode, get_json, post
 from postergen.web.app import create_app, running
 
 SECRET = "top secret, outside every run"
-
-
-def call(base: str, method: str, path: str, body=None, raw: bytes | None = None,
-         timeout: float = 60) -> tuple[int, str, bytes]:
-    """-> (status, content type, body). The path goes out byte for byte: `..` and %2F stay as written."""
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data is not None else {})
-    response = conn.getresponse()
-    out = response.status, response.getheader("Content-Type", ""), response.read()
-    conn.close()
-    return out
-
-
-def get_json(base: str, path: str):
-    status, kind, body = call(base, "GET", path)
-    assert status == 200, body
-    assert kind.startswith("application/json")
-    return json.loads(body)
-
-
-def post(base: str, path: str, body) -> tuple[int, dict]:
-    status, kind, data = call(base, "POST", path, body)
-    assert kind.startswith("application/json"), (status, data[:200])
-    return status, json.loads(data)
-
-
-def decode(url: str) -> Image.Image:
-    assert url.startswith("data:image/png;base64,")
-    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    image.load()
-    assert image.format == "PNG"
-    return image
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +43,8 @@ def base(studio) -> str:
 
 
 class GatedUpscaler:
-    """A stand-in upscaler (2x nearest neighbour) that waits while its gate is closed: holds a request open."""
+    """A stand-in upscaler (2x nearest neighbour) that waits while its gate is closed: holds a request open
+    (the test that closes the gate opens it again, however it ends; the timeout only bounds a lost test)."""
 
     def __init__(self) -> None:
         self.entered, self.gate = threading.Event(), threading.Event()
@@ -89,7 +52,7 @@ class GatedUpscaler:
 
     def __call__(self, images):
         self.entered.set()
-        self.gate.wait(timeout=30)
+        self.gate.wait(timeout=600)
         return images.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
@@ -267,8 +230,8 @@ def test_generation_does_not_block_other_requests(single):
     worker = threading.Thread(target=post, args=(base, "/api/generate", {"n": 1, "upscale": True}))
     worker.start()
     try:
-        assert upscaler.entered.wait(timeout=30)
-        assert call(base, "GET", "/api/health", timeout=10)[0] == 200
+        assert upscaler.entered.wait(timeout=600)
+        assert call(base, "GET", "/api/health")[0] == 200
         assert worker.is_alive()  # the generate request is still in the upscaler
     finally:
         upscaler.gate.set()

@@ -21,7 +21,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+# Playwright waits on conditions (a selector, a function) up to a deadline; this one bounds a page that
+# never gets there, far beyond a slow one on a busy machine (Playwright's own default is 30 s).
+DEADLINE_MS = 180_000
+
+pytestmark = [pytest.mark.slow,  # a real server and a real browser
+              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")]
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +34,14 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=DEADLINE_MS)
         yield browser
         browser.close()
 
 
 def open_studio(browser, base: str):
     page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(DEADLINE_MS)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -114,7 +120,9 @@ def test_screenshot(browser, tiny_run: Path, tmp_path: Path):
     with running(create_app(root)) as base:
         page, errors = open_studio(browser, base)
         generate(page, ["horror"], seed=int(os.environ.get("POSTERGEN_SCREENSHOT_SEED", "0")), n=24)
-        page.wait_for_timeout(600)  # cards fade in
+        page.wait_for_function(  # the cards' fade-in has ended, and the grid is no longer dimmed for loading
+            "!document.getElementById('grid').classList.contains('loading') && [...document.querySelectorAll("
+            "'#grid .poster')].every(p => p.getAnimations().every(a => a.playState === 'finished'))")
         out = Path(os.environ.get("POSTERGEN_SCREENSHOT") or tmp_path / "studio.png")
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out))

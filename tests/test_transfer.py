@@ -1,0 +1,106 @@
+"""train --init-from: a run starts from a trained run's (or an export's) weights, genres mapped by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_same, checkpoint_weights, one_line_error, tiny_flags
+from postergen.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def horror(tmp_path_factory) -> Path:
+    """Other built-in posters with the genres comedy, horror and a new one, western: genres the parent
+    partly knows, in other positions."""
+    import csv
+
+    from postergen.data.ingest import PrepareConfig, prepare
+    from postergen.data.synth import generate
+
+    root = tmp_path_factory.mktemp("horror")
+    generate(root / "posters", n=48, seed=3, workers=1)
+    table = root / "posters" / "MovieGenre.csv"
+    rows = list(csv.reader(table.open(encoding="latin-1")))
+    column = rows[0].index("Genre")
+    for i, row in enumerate(rows[1:]):
+        row[column] = ("Western|Horror", "Comedy", "Horror")[i % 3]
+    with table.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    prepare([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1))
+    return root / "ds"
+
+
+def _genres(path: Path) -> list[str]:
+    return [g["name"] for g in json.loads((path / "dataset.json").read_text())["genres"]]
+
+
+def test_child_starts_from_the_parents_weights_with_genres_by_name(tiny_run: Path, horror: Path, tmp_path: Path):
+    from postergen.config import from_preset
+    from postergen.data.dataset import open_dataset
+    from postergen.engine.gan import build
+    from postergen.engine.transfer import init_from
+
+    from conftest import tiny_train_args
+
+    parent = load_checkpoint(tiny_run)
+    parent_genres, genres = parent["config"]["genres"], _genres(horror)
+    assert genres == ["comedy", "horror", "western"] and "western" not in parent_genres
+    cfg = from_preset("stable", **tiny_train_args())
+    model_cfg = cfg.model_config(*open_dataset(horror).meta["size"], len(genres))
+    models = build(cfg, model_cfg, torch.device("cpu"))
+    record, line = init_from(tiny_run, models, model_cfg, "dcgan", genres)
+    assert "G, EMA G and D" in line and "2 kept, 1 new" in line
+    assert record["step"] == 2 and len(record["weights"]) == 16
+    for name, mine in models.G.state_dict().items():
+        theirs = parent["G"][name]
+        if mine.shape == theirs.shape:
+            assert torch.equal(mine, theirs), name
+        else:  # the genre embedding: each genre's column comes from the parent's column of that name
+            for j, g in enumerate(genres[:2]):
+                assert torch.equal(mine[:, j], theirs[:, parent_genres.index(g)]), name
+    same = [k for k, v in models.D.state_dict().items() if v.shape == parent["D"][k].shape]
+    assert same and all(torch.equal(models.D.state_dict()[k], parent["D"][k]) for k in same)
+
+
+def test_cli_init_from_records_the_parent_and_resumes_exactly(cli, tiny_run: Path, horror: Path, tmp_path: Path):
+    flags = tiny_flags(genre_dim=8)
+    code, out, err = cli("train", horror, "-o", tmp_path / "straight", *flags, "--steps", "4", "--init-from", tiny_run)
+    assert code == 0, err
+    assert f"init from {tiny_run}" in out
+    config = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert config["init_from"]["path"] == str(tiny_run) and len(config["init_from"]["weights"]) == 16
+    cli("train", horror, "-o", tmp_path / "split", *flags, "--steps", "2", "--init-from", tiny_run)
+    code, _, err = cli("train", horror, "-o", tmp_path / "split", *flags, "--steps", "4", "--resume")
+    assert code == 0, err
+    assert_same(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(tmp_path / "split"))
+    code, out, err = cli("report", tmp_path / "straight")
+    assert code == 0, err
+    assert "started from" in (tmp_path / "straight" / "report.html").read_text()
+
+
+def test_an_export_gives_g_and_d_starts_fresh(cli, tiny_run: Path, horror: Path, tmp_path: Path):
+    assert cli("export", tiny_run, "-o", tmp_path / "g.safetensors")[0] == 0
+    code, out, err = cli("train", horror, "-o", tmp_path / "r", *tiny_flags(genre_dim=8), "--steps", "2",
+                         "--init-from", tmp_path / "g.safetensors")
+    assert code == 0, err
+    assert "D starts fresh: an export has none" in out
+
+
+def test_unconditional_parent_into_a_conditional_run(cli, tiny_dataset: Path, horror: Path, tmp_path: Path):
+    assert cli("train", tiny_dataset, "-o", tmp_path / "u", *tiny_flags(genre_dim=8), "--steps", "2", "--no-conditional")[0] == 0
+    code, out, err = cli("train", horror, "-o", tmp_path / "c", *tiny_flags(genre_dim=8), "--steps", "2",
+                         "--init-from", tmp_path / "u")
+    assert code == 0, err
+    assert "0 kept, 3 new" in out and "start fresh or partly fresh (conditioning differs)" in out
+
+
+def test_what_cannot_carry_over_is_one_line(cli, tiny_run: Path, horror: Path, tmp_path: Path):
+    code, _, err = cli("train", horror, "-o", tmp_path / "r", *tiny_flags(genre_dim=8, ngf=16), "--steps", "2", "--init-from", tiny_run)
+    assert "its model.ngf is 8, this run's 16" in one_line_error(code, err, "train")
+    assert not (tmp_path / "r").exists()
+    code, _, err = cli("train", horror, "-o", tmp_path / "r", *tiny_flags(genre_dim=8), "--steps", "2", "--init-from", tmp_path / "nope")
+    assert "no such run folder, checkpoint or export" in one_line_error(code, err, "train")
