@@ -138,8 +138,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from postergen.data.ingest import PrepareConfig, prepare
     from postergen.config import WIDTHS
+    from postergen.data.ingest import PrepareConfig, prepare
 
     _limit("--size", args.size, WIDTHS[0], MAX_SIZE, "px")
     _limit("--min-side", args.min_side, 0, MAX_SIDE, "px")
@@ -350,8 +350,8 @@ def _length_in_steps(epochs: float | None, kimg: float | None, images_per_step: 
 
 
 def _check_gan_size(ds) -> None:
-    """The GAN's sizes (models.dcgan.check_size) are checked on the dataset before a run starts."""
-    from postergen.models.dcgan import check_size
+    """The GAN's sizes (config.check_size) are checked on the dataset before a run starts."""
+    from postergen.config import check_size
 
     H, W = ds.meta["size"]
     try:

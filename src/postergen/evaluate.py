@@ -23,17 +23,16 @@ from torch import nn
 from postergen import __version__
 from postergen.data.dataset import PosterDataset, open_dataset
 from postergen.data.ingest import PrepareConfig, decode_image
+from postergen.draw import noise, render
 from postergen.errors import UserError
 from postergen.files import write_atomic
 from postergen.metrics import MetricInputs, default_metrics, get_metric
 from postergen.metrics.copies import save_histogram
 from postergen.metrics.memorization import save_pairs
 from postergen.metrics.perceptual import PerceptualConfig
-from postergen.draw import noise
 from postergen.runfolder import RunFolder
-from postergen.weights import load_generator
-from postergen.draw import render
 from postergen.runtime import pick_device
+from postergen.weights import load_generator
 
 DEFAULT_METRICS = tuple(default_metrics())  # the registry's default set as imported; evaluate asks it anew
 NEAREST_PNG = "eval_nearest.png"

@@ -12,14 +12,13 @@ import torch
 from PIL import Image
 
 from postergen import __version__
+from postergen.draw import PngWriter, condition, genre_vectors, noise, render, save_grid, walk
 from postergen.errors import UserError, out_of_memory
 from postergen.files import check_replaceable, file_label, save_image
 from postergen.provenance import png_info
-from postergen.draw import PngWriter, condition, genre_vectors, noise, render, save_grid, walk
 from postergen.runtime import pick_device
 from postergen.upscale import cached_upscaler, maybe_upscale
 from postergen.weights import load_generator
-
 
 GRID_COLUMNS = 16  # posters a grid row shows when there are several rows; the rest are files only
 GRID_POSTERS = 64  # posters a one-row draw shows, 8 per grid line

@@ -12,15 +12,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from postergen import __version__
+from postergen.checkpoint import load_checkpoint
 from postergen.data.ingest import to_rgb
 from postergen.errors import UserError
 from postergen.files import save_image
 from postergen.models.sr import SRConfig, SRNet, build_sr, sr_forward
 from postergen.provenance import PREFIX
 from postergen.runfolder import RunFolder
-from postergen.weights import brief
-from postergen.checkpoint import load_checkpoint
 from postergen.runtime import pick_device
+from postergen.weights import brief
 
 MAX_INPUT_PIXELS = 1024 * 1024  # larger inputs are skipped: x4 of them would need gigabytes
 

@@ -14,9 +14,9 @@ from torch import nn
 
 from postergen import __version__
 from postergen.checkpoint import check_kind, load_checkpoint, run_kind
+from postergen.config import ModelConfig
 from postergen.errors import UserError
 from postergen.models import registry
-from postergen.models.dcgan import ModelConfig
 from postergen.runfolder import RunFolder, check_config
 
 ARCHS = ("postergen", "dcgan-tutorial")

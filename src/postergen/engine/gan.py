@@ -16,21 +16,30 @@ from torch import nn
 
 from postergen import __version__
 from postergen.checkpoint import check_kind, run_kind
-from postergen.config import RESUMABLE, TrainConfig, check
+from postergen.config import RESUMABLE, ModelConfig, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
 from postergen.diagnose import d_overpowering, diversity_drops
 from postergen.draw import fixed_inputs, render, save_grid
 from postergen.engine.collapse import SampleDiversity
 from postergen.engine.monitor import CollapseWatch, FailureWatch
 from postergen.engine.objectives import trainable
-from postergen.engine.run import (Engine, Schedule, Task, check_dataset, dataset_record, memory_error,
-                                  open_run, resume_config, short_of_memory, start_fresh)
+from postergen.engine.run import (
+    Engine,
+    Schedule,
+    Task,
+    check_dataset,
+    dataset_record,
+    memory_error,
+    open_run,
+    resume_config,
+    short_of_memory,
+    start_fresh,
+)
 from postergen.engine.step import Meter, Models, Stepper, step_runner
 from postergen.engine.transfer import init_from
 from postergen.errors import UserError
 from postergen.files import write_atomic
 from postergen.models import registry
-from postergen.models.dcgan import ModelConfig
 from postergen.plots import loss_plot
 from postergen.runfolder import RunFolder
 from postergen.runtime import Dist, init_distributed, pick_device, resolve_precision

@@ -24,16 +24,21 @@ from postergen import __version__
 from postergen.checkpoint import check_kind, read_metrics
 from postergen.config import doc_field
 from postergen.data.dataset import PosterDataset, open_dataset
-from postergen.engine.run import (Engine, Schedule, Task, check_dataset, dataset_record, open_run,
-                                  resume_config, start_fresh)
+from postergen.engine.run import (
+    Engine,
+    Schedule,
+    Task,
+    check_dataset,
+    dataset_record,
+    open_run,
+    resume_config,
+    start_fresh,
+)
 from postergen.errors import TrainingDiverged, UserError
 from postergen.models import registry
 from postergen.models.sr import SRConfig, SRNet, check_sr, sr_forward
 from postergen.runfolder import RunFolder
 from postergen.runtime import autocast, pick_device, resolve_precision
-
-
-
 
 SR_DEFAULTS = SRConfig()  # the model's defaults live in SRConfig only
 

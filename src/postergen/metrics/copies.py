@@ -132,8 +132,8 @@ def save_histogram(result: dict, path: Path) -> Path:
     """The nearest-training distance distributions of generated and held-out real posters, with the threshold."""
     from matplotlib.figure import Figure
 
-    from postergen.plots import figure_png
     from postergen.files import write_atomic
+    from postergen.plots import figure_png
 
     hist = result["histogram"]
     edges = np.array(hist["edges"])

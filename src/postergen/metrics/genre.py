@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from postergen.checkpoint import atomic_save
 from postergen.data.dataset import PosterDataset
 from postergen.metrics.features import downsample
 from postergen.metrics.registry import MetricInputs, register_metric
-from postergen.checkpoint import atomic_save
 
 CACHE_FILE = "genre_classifier.pt"
 FORMAT = "postergen-genre-classifier/1"

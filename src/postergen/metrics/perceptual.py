@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from postergen.models.features import MEAN, STD, EfficientNetLite, SameConv, network  # noqa: F401 (SameConv: tests)
 from postergen.models import features
+from postergen.models.features import MEAN, STD, EfficientNetLite, SameConv, network  # noqa: F401 (SameConv: tests)
 
 NATIVE_RESOLUTION = features.LITES["lite2"].resolution  # 260 px
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from postergen.config import D_NORMS, MAX_WIDTH, MIN_WIDTH, WIDTHS, ModelConfig, check_size  # noqa: F401 (its config)
+from postergen.config import ModelConfig
 
 INIT_STD = 0.02  # the DCGAN paper's N(0, 0.02) weight init
 LEAKY_SLOPE = 0.2  # the DCGAN paper's LeakyReLU slope in D
@@ -165,14 +165,6 @@ def _refresh_spectral_norm(module: nn.Module) -> None:
         for _ in range(SN_INIT_ITERS):
             module.weight
     params.train(was_training)
-
-
-def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
-    """Construct G and D for `cfg` with the DCGAN initialisation."""
-    G, D = Generator(cfg), Discriminator(cfg)
-    G.init_weights()
-    D.init_weights()
-    return G, D
 
 
 def count_params(module: nn.Module) -> int:

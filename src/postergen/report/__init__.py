@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from postergen import __version__
+from postergen.diagnose import Finding, Thresholds, diagnose
 from postergen.files import write_atomic
 from postergen.report import html, sections
-from postergen.diagnose import Finding, Thresholds, diagnose
 
 __all__ = ["report", "diagnose", "Finding", "Thresholds"]
 

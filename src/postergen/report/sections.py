@@ -17,16 +17,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from postergen.data.dataset import open_dataset
-from postergen.errors import UserError
-from postergen.runfolder import GAN_MODEL_FIELDS, RunFolder, read_config
 from postergen import plots
 from postergen.checkpoint import check_kind, read_metrics
-from postergen.report import figures, html
+from postergen.data.dataset import open_dataset
 from postergen.diagnose import Finding, diagnose
-from postergen.draw import genre_vectors, noise
+from postergen.draw import genre_vectors, noise, render
+from postergen.errors import UserError
+from postergen.report import figures, html
+from postergen.runfolder import GAN_MODEL_FIELDS, RunFolder, read_config
 from postergen.weights import load_generator
-from postergen.draw import render
 
 PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
 ANIMATION_FRAMES = 40  # at most this many grids in the animation

@@ -19,11 +19,10 @@ import torch
 from PIL import Image
 
 from postergen.config import MAX_STUDIO_SEED
+from postergen.draw import condition, noise, render, walk
 from postergen.errors import UserError
-from postergen.runfolder import RunFolder
 from postergen.provenance import png_info
-from postergen.draw import condition, noise, walk
-from postergen.draw import render
+from postergen.runfolder import RunFolder
 from postergen.web import runs as run_folders
 from postergen.web.runs import NotFound, Unavailable
 from postergen.web.upscaler import Upscaler
