@@ -23,8 +23,8 @@ from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.data.synth import generate
-from postergen.evaluate import evaluate
 from postergen.engine.gan import train
+from postergen.evaluate import evaluate
 
 METRICS = None  # evaluate's defaults
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from postergen.draw import PngWriter, noise, render
 from postergen.models.dcgan import Generator, ModelConfig
 from postergen.provenance import png_info
-from postergen.draw import PngWriter, noise
-from postergen.draw import render
 from postergen.runtime import pick_device
 
 

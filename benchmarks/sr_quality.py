@@ -162,8 +162,7 @@ def compare_figure(model, hr: torch.Tensor, lr: torch.Tensor, out: Path, rows: i
 
 
 def gan_figure(model, gan_run: Path, out: Path, n: int = 16) -> None:
-    from postergen.draw import noise
-    from postergen.draw import render
+    from postergen.draw import noise, render
     from postergen.weights import load_generator
 
     G, config = load_generator(gan_run)

@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from postergen.data.dataset import open_dataset
+from postergen.draw import noise, render
 from postergen.metrics.swd import SWDConfig, swd
-from postergen.draw import noise
-from postergen.draw import render
 from postergen.upscale import load_upscaler, upscale_images
 from postergen.weights import load_generator
 

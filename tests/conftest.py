@@ -6,6 +6,7 @@ Every helper more than one test module uses lives here (test modules import noth
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -190,15 +191,19 @@ def run_postergen(*args, torchrun: bool = False, timeout: float = 900) -> subpro
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     proc = subprocess.Popen([*launcher, "-m", "postergen", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    def kill_all() -> None:  # the process group: torchrun's workers too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_all()
         out, err = proc.communicate()
         pytest.fail(f"postergen {' '.join(map(str, args))} ran over {timeout} s; its stderr ends:\n{err[-3000:]}")
     finally:
-        if proc.poll() is None:  # interrupted: take the process group along (torchrun's workers too)
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # interrupted
+            kill_all()
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

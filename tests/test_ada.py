@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import assert_same, checkpoint_weights, tiny_train_args
@@ -73,6 +74,7 @@ def _train(ds: Path, run: Path, steps: int, resume: bool = False) -> dict:
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_ada_run_logs_p_saves_it_and_resumes_exactly(tiny_dataset: Path, tmp_path: Path):
     from postergen.checkpoint import load_checkpoint
 

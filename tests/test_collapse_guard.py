@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from conftest import tiny_train_args
+from postergen import checkpoint as ckpt
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
-from postergen import checkpoint as ckpt
-from postergen.engine.collapse import SampleDiversity, real_rows, row_spread
 from postergen.diagnose import ADVICE_COLLAPSE, diagnose
+from postergen.engine.collapse import SampleDiversity, real_rows, row_spread
 from postergen.engine.gan import train
 from postergen.engine.monitor import CollapseWatch
 from postergen.plots import loss_plot

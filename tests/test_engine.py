@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import build_gan, built_in_dataset, tiny_train_args
+from postergen.checkpoint import load_checkpoint
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
 from postergen.engine import sr as sr_engine
-from postergen.checkpoint import load_checkpoint
 from postergen.engine.gan import train
 from postergen.engine.sr import SRTrainConfig, train_sr
 from postergen.errors import TrainingDiverged, UserError

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (HUGE, NoHostReads, assert_same, checkpoint_weights, one_line_error, outside_mode, parameters_of,
-                      tiny_train_args, with_small_defaults)
+from conftest import (
+    HUGE,
+    NoHostReads,
+    assert_same,
+    checkpoint_weights,
+    one_line_error,
+    outside_mode,
+    parameters_of,
+    tiny_train_args,
+    with_small_defaults,
+)
+from postergen import checkpoint as ckpt
 from postergen.config import from_preset
 from postergen.data.dataset import open_dataset
-from postergen import checkpoint as ckpt
 from postergen.engine.gan import build, train
 from postergen.engine.losses import hinge_d, hinge_g
 from postergen.engine.step import Stepper

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import fast_pixel_configs
+from postergen.checkpoint import step_files
 from postergen.errors import UserError
 from postergen.evaluate import condition_rows, evaluate, format_table
 from postergen.metrics.genre import CACHE_FILE
-from postergen.checkpoint import step_files
 
 FAST = fast_pixel_configs()
 PIXEL_METRICS = ["swd", "fid", "diversity", "memorization", "genre"]  # the perceptual ones: test_evaluate_perceptual.py

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import assert_same, checkpoint_weights, tiny_train_args, torchrun_train
+from postergen import checkpoint as ckpt
 from postergen.config import ModelConfig, from_preset
 from postergen.data.dataset import open_dataset
-from postergen import checkpoint as ckpt
 from postergen.engine.gan import build, train
 from postergen.engine.losses import hinge_d, hinge_g
 from postergen.engine.step import Stepper

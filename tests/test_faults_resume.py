@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_same, built_in_dataset, checkpoint_weights, tiny_flags
-from postergen.data.dataset import open_dataset
 from postergen.checkpoint import load_checkpoint
+from postergen.data.dataset import open_dataset
 
 TINY = tiny_flags(genre_dim=8, log_every=2, sample_every=1000, checkpoint_every=2, keep_checkpoints=5)
 

@@ -19,12 +19,27 @@ from postergen.errors import UserError
 from postergen.metrics import METRICS, MetricInputs
 from postergen.metrics import fid as fid_mod
 from postergen.metrics.diversity import DiversityConfig, diversity, kmeans
-from postergen.metrics.fid import (FIDConfig, RandomConvFeatures, fid_kid, fid_metric, frechet_distance,
-                                   kernel_inception_distance)
+from postergen.metrics.fid import (
+    FIDConfig,
+    RandomConvFeatures,
+    fid_kid,
+    fid_metric,
+    frechet_distance,
+    kernel_inception_distance,
+)
 from postergen.metrics.genre import CACHE_FILE, GenreConfig, auc, genre_fidelity, load_or_train
 from postergen.metrics.memorization import MemorizationConfig, memorization, nearest_training, save_pairs
-from postergen.metrics.swd import (SWDConfig, laplacian_pyramid, normalize_descriptors, pyr_down, pyr_up,
-                                   random_directions, sample_descriptors, sliced_wasserstein, swd)
+from postergen.metrics.swd import (
+    SWDConfig,
+    laplacian_pyramid,
+    normalize_descriptors,
+    pyr_down,
+    pyr_up,
+    random_directions,
+    sample_descriptors,
+    sliced_wasserstein,
+    swd,
+)
 
 SMALL_SWD = SWDConfig(nhoods_per_image=32, dir_repeats=2, dirs_per_repeat=64)
 

@@ -11,6 +11,7 @@ import torch
 from conftest import BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, built_in_dataset, grace_hopper
 from postergen.metrics import perceptual
 
+
 def test_the_network_is_the_pretrained_imagenet_classifier():
     net = perceptual.lite2()
     assert len(net.blocks) == 21  # Lite2: repeats 1, 3, 3, 4, 4, 5, 1

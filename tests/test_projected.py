@@ -9,11 +9,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (BOW_TIE, MILITARY_UNIFORM, SUIT, WINDSOR_TIE, assert_same, built_in_dataset, checkpoint_weights,
-                      decode, grace_hopper, post, tiny_train_args, torchrun_train)
+from conftest import (
+    BOW_TIE,
+    MILITARY_UNIFORM,
+    SUIT,
+    WINDSOR_TIE,
+    assert_same,
+    built_in_dataset,
+    checkpoint_weights,
+    decode,
+    grace_hopper,
+    post,
+    tiny_train_args,
+    torchrun_train,
+)
+from postergen import checkpoint as ckpt
 from postergen.config import ModelConfig, from_preset
 from postergen.data.dataset import open_dataset
-from postergen import checkpoint as ckpt
 from postergen.engine.gan import train
 from postergen.models import features, registry
 from postergen.models.fastgan import Generator as FastGAN

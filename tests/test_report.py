@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from postergen import __version__
+from postergen.diagnose import diagnose
 from postergen.errors import UserError
 from postergen.report import report
-from postergen.diagnose import diagnose
 
 SECTIONS = {"losses", "health", "progression", "genres", "real", "evaluation"}
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import built_in_dataset
-from postergen.errors import UserError
-from postergen.models.sr import SRConfig, build_sr
 from postergen.checkpoint import load_checkpoint
 from postergen.engine.sr import SRTrainConfig, degrade, l1_loss, step_generator, train_sr
+from postergen.errors import UserError
+from postergen.models.sr import SRConfig, build_sr
 from postergen.upscale import load_upscaler, maybe_upscale, upscale_files, upscale_images
 
 

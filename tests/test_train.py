@@ -17,15 +17,14 @@ import torch
 from PIL import Image
 
 from conftest import assert_same, checkpoint_weights, tiny_flags, tiny_train_args
+from postergen import checkpoint as ckpt
 from postergen.config import PRESETS, TrainConfig, from_preset
 from postergen.data.dataset import open_dataset
-from postergen.errors import UserError
-from postergen import checkpoint as ckpt
-from postergen.engine.step import Stepper
 from postergen.diagnose import Thresholds, d_overpowering
 from postergen.engine.gan import train
-from postergen.errors import TrainingDiverged
 from postergen.engine.monitor import FailureWatch
+from postergen.engine.step import Stepper
+from postergen.errors import TrainingDiverged, UserError
 
 
 def _train(ds_path: Path, run: Path, resume=False, preset="stable", **overrides) -> dict:

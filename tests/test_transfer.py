@@ -39,12 +39,11 @@ def _genres(path: Path) -> list[str]:
 
 
 def test_child_starts_from_the_parents_weights_with_genres_by_name(tiny_run: Path, horror: Path, tmp_path: Path):
+    from conftest import tiny_train_args
     from postergen.config import from_preset
     from postergen.data.dataset import open_dataset
     from postergen.engine.gan import build
     from postergen.engine.transfer import init_from
-
-    from conftest import tiny_train_args
 
     parent = load_checkpoint(tiny_run)
     parent_genres, genres = parent["config"]["genres"], _genres(horror)
@@ -66,6 +65,7 @@ def test_child_starts_from_the_parents_weights_with_genres_by_name(tiny_run: Pat
     assert same and all(torch.equal(models.D.state_dict()[k], parent["D"][k]) for k in same)
 
 
+@pytest.mark.slow
 def test_cli_init_from_records_the_parent_and_resumes_exactly(cli, tiny_run: Path, horror: Path, tmp_path: Path):
     flags = tiny_flags(genre_dim=8)
     code, out, err = cli("train", horror, "-o", tmp_path / "straight", *flags, "--steps", "4", "--init-from", tiny_run)
