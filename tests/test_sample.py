@@ -78,7 +78,7 @@ def test_tutorial_state_dict_loads_and_samples(cli, tmp_path: Path):
             nn.init.normal_(mod.weight, 1.0, 0.02)
             mod.running_mean.normal_(0, 0.1)
     torch.save(netG.state_dict(), tmp_path / "netG_epoch_24.pth")
-    code, out, err = cli("sample", tmp_path / "netG_epoch_24.pth", "--arch", "dcgan-tutorial", "-o", tmp_path / "s",
+    code, out, err = cli("sample", tmp_path / "netG_epoch_24.pth", "--weights", "dcgan-tutorial", "-o", tmp_path / "s",
                          "--n", "2", "--seed", "7")
     assert code == 0, err
     img = np.asarray(Image.open(tmp_path / "s" / "all-seed7.png"))

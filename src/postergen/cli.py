@@ -362,7 +362,7 @@ def _check_gan_size(ds) -> None:
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
-    from postergen.weights import ARCHS as WEIGHT_ARCHS  # the forms of generator weights it reads
+    from postergen.weights import FORMATS
 
     p = sub.add_parser("sample", help="generate posters from a run, checkpoint or exported generator")
     p.add_argument("run", type=_path, help="run folder, checkpoint .pt, exported .safetensors, or a tutorial netG .pth")
@@ -384,7 +384,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["gif", "webp"], default="gif", help="animation format (default %(default)s)")
     p.add_argument("--upscale", type=_path, default=None, metavar="SR_RUN",
                    help="enlarge every poster with this trained upscaler (postergen train-sr)")
-    p.add_argument("--arch", choices=list(WEIGHT_ARCHS), default=WEIGHT_ARCHS[0],
+    # --arch: this option's old name (an architecture is a registry name elsewhere; this is a file's form)
+    p.add_argument("--weights", "--arch", dest="form", choices=list(FORMATS), default=FORMATS[0],
                    help="dcgan-tutorial: RUN is a netG state_dict saved by PyTorch's DCGAN example/tutorial")
     p.add_argument("--batch", type=int, default=32,
                    help="posters drawn at once; memory grows with it, not with --n (default %(default)s)")
@@ -416,12 +417,12 @@ def _run_sample(args: argparse.Namespace) -> None:
     _check_output(args.out, folder=True)
     if args.interpolate:
         r = interpolate(args.run, args.out, tuple(args.interpolate), args.frames, genres[0] if genres else None,
-                        ema=args.ema, device=args.device, arch=args.arch, fmt=args.format, upscale=args.upscale,
+                        ema=args.ema, device=args.device, form=args.form, fmt=args.format, upscale=args.upscale,
                         truncation=args.truncation, force=args.force)
         print(f"interpolation: {r['animation']} and {r['strip']} ({r['frames']} frames)")
         return
     result = sample(args.run, args.out, n=args.n, seed=args.seed, genres=genres, ema=args.ema, grid=args.grid,
-                    singles=args.singles, device=args.device, truncation=args.truncation, arch=args.arch,
+                    singles=args.singles, device=args.device, truncation=args.truncation, form=args.form,
                     upscale=args.upscale, batch=args.batch, force=args.force)
     shown = f", the first {result['grid_columns']} of each" if result["grid"] and result["grid_columns"] < args.n else ""
     print(f"step {result['step']}: {len(result['files'])} posters in {args.out}"

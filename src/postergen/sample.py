@@ -27,7 +27,7 @@ BATCH = 32  # posters rendered (and upscaled) at once: memory stays flat in --n
 
 def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] | None = None,
            ema: bool = True, grid: bool = True, singles: bool = True, device: str = "cpu",
-           truncation: float | None = None, arch: str = "postergen", upscale: Path | None = None,
+           truncation: float | None = None, form: str = "postergen", upscale: Path | None = None,
            batch: int = BATCH, force: bool = False) -> dict:
     """Write `n` posters per genre row (seeds seed..seed+n-1) as PNGs and/or one grid.
 
@@ -36,7 +36,7 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
     safe form (files.file_label); a file there that postergen did not write is replaced only with force.
     """
     dev = pick_device(device)
-    G, config = load_generator(path, ema=ema, arch=arch, device=dev)
+    G, config = load_generator(path, ema=ema, form=form, device=dev)
     rows = genre_vectors(genres, config["genres"])
     seeds = list(range(seed, seed + n))
     names = {label: [out / f"{file_label(label)}-seed{s}.png" for s in seeds] if singles else [] for label, _ in rows}
@@ -81,11 +81,11 @@ def _memory_note(config: dict, batch: int, device: torch.device, upscale: Path |
 
 
 def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16, genre: str | None = None,
-                ema: bool = True, device: str = "cpu", arch: str = "postergen", fmt: str = "gif",
+                ema: bool = True, device: str = "cpu", form: str = "postergen", fmt: str = "gif",
                 upscale: Path | None = None, truncation: float | None = None, force: bool = False) -> dict:
     """Walk from seed a to seed b: an animation (GIF or WebP, there and back) and a strip PNG."""
     dev = pick_device(device)
-    G, config = load_generator(path, ema=ema, arch=arch, device=dev)
+    G, config = load_generator(path, ema=ema, form=form, device=dev)
     label, vec = condition([genre] if genre else [], config["genres"])
     stem = f"{file_label(label)}-seed{seeds[0]}-to-{seeds[1]}"
     strip, anim = out / f"{stem}.png", out / f"{stem}.{fmt}"

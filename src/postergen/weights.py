@@ -19,7 +19,7 @@ from postergen.errors import UserError
 from postergen.models import registry
 from postergen.runfolder import RunFolder, check_config
 
-ARCHS = ("postergen", "dcgan-tutorial")
+FORMATS = ("postergen", "dcgan-tutorial")  # the forms of generator weights load_generator reads
 
 
 def brief(error: BaseException, limit: int = 200) -> str:
@@ -85,11 +85,11 @@ def _checkpoint_file(path: Path) -> Path:
     return RunFolder(path).latest if RunFolder(path).checkpoints.is_dir() else path / RunFolder.LATEST
 
 
-def load_generator(path: Path, ema: bool = True, arch: str = "postergen",
+def load_generator(path: Path, ema: bool = True, form: str = "postergen",
                    device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """-> G in eval mode, and a config dict with at least model, genres and step."""
     path = where = Path(path)  # where: the file errors name
-    if arch == "dcgan-tutorial":
+    if form == "dcgan-tutorial":
         state, config = _tutorial(path)
     elif path.suffix == ".safetensors":
         state, config = _safetensors(path)
