@@ -107,12 +107,16 @@ class Dist:
         dist.all_gather(out, torch.tensor(value, dtype=torch.float64, device=device))
         return [float(v) for v in out]
 
-    def shutdown(self) -> None:
-        """Leave the job cleanly; exiting with gloo threads still up aborts the process."""
+    def shutdown(self, finished: bool = False) -> None:
+        """Leave the job cleanly; exiting with gloo threads still up aborts the process. finished: every
+        rank got here without an error, so they meet first: a rank that tears its connections down
+        while a peer still reads from them can die in gloo's threads (SIGABRT, seen under load)."""
         if self.enabled:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if finished:
+                    dist.barrier()
                 dist.destroy_process_group()
 
     def barrier(self) -> None:

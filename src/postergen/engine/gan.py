@@ -305,7 +305,7 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     # group while another is still joining or leaving it can take that one down (SIGABRT) unheard.
     _check_device(cfg, pick_device(cfg.device), Dist(world=int(os.environ.get("WORLD_SIZE", "1"))))
     dist, device = init_distributed(cfg.device)
-    lock = None
+    lock, finished = None, False
     try:
         _check_device(cfg, device, dist)
         lock, start = open_run(run, resume, force, dist, echo)
@@ -329,6 +329,7 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         task.tb = engine.tb
         summary = engine.run()
         task.check_ranks(run, summary["step"])
+        finished = True
         return summary
     except BaseException as e:
         if lock is not None:
@@ -344,4 +345,4 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     finally:
         if lock is not None:
             lock.release()
-        dist.shutdown()
+        dist.shutdown(finished)
