@@ -72,13 +72,24 @@ def cli(capsys):
     return run
 
 
-def built_in_dataset(root: Path, n: int, size: int, seed: int = 0, **options) -> Path:
+def built_in_dataset(root: Path, n: int, size: int, seed: int = 0, relabel=None, **options) -> Path:
     """ROOT/ds: n built-in posters (with genres) drawn with `seed`, prepared at size x size in this
-    process; `options`: more PrepareConfig fields."""
+    process; relabel(i, genres) -> poster i's new Genre field ('A|B') in the CSV; `options`: more
+    PrepareConfig fields."""
+    import csv
+
     from postergen.data.ingest import PrepareConfig, prepare
     from postergen.data.synth import generate
 
     generate(root / "posters", n=n, seed=seed, workers=1)
+    if relabel is not None:
+        table = root / "posters" / "MovieGenre.csv"
+        rows = list(csv.reader(table.open(encoding="latin-1")))
+        column = rows[0].index("Genre")
+        for i, row in enumerate(rows[1:]):
+            row[column] = relabel(i, row[column])
+        with table.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(rows)
     prepare([root / "posters"], root / "ds", PrepareConfig(size=size, workers=1, **options))
     return root / "ds"
 

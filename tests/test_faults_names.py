@@ -3,7 +3,6 @@ postergen did not write is not replaced without --force (docs/faults.md)."""
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -22,20 +21,10 @@ def hostile_run(tmp_path_factory) -> Path:
     """A run whose dataset's CSV gives every poster one hostile genre besides its own."""
     from postergen.config import from_preset
     from postergen.data.dataset import open_dataset
-    from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.data.synth import generate
     from postergen.engine.gan import train
 
     root = tmp_path_factory.mktemp("hostile")
-    generate(root / "posters", n=40, seed=0, workers=1)
-    table = root / "posters" / "MovieGenre.csv"
-    rows = list(csv.reader(table.open(encoding="latin-1")))
-    column = rows[0].index("Genre")
-    for i, row in enumerate(rows[1:]):
-        row[column] = f"{HOSTILE[i % len(HOSTILE)]}|{row[column]}"
-    with table.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(rows)
-    prepare([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1))
+    built_in_dataset(root, n=40, size=32, relabel=lambda i, genres: f"{HOSTILE[i % len(HOSTILE)]}|{genres}")
     train(open_dataset(root / "ds"), root / "run", from_preset("stable", **tiny_train_args(steps=1)),
           echo=lambda *a: None)
     return root / "run"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_same, checkpoint_weights, one_line_error, tiny_flags
+from conftest import assert_same, built_in_dataset, checkpoint_weights, one_line_error, tiny_flags
 from postergen.checkpoint import load_checkpoint
 
 
@@ -16,22 +16,8 @@ from postergen.checkpoint import load_checkpoint
 def horror(tmp_path_factory) -> Path:
     """Other built-in posters with the genres comedy, horror and a new one, western: genres the parent
     partly knows, in other positions."""
-    import csv
-
-    from postergen.data.ingest import PrepareConfig, prepare
-    from postergen.data.synth import generate
-
-    root = tmp_path_factory.mktemp("horror")
-    generate(root / "posters", n=48, seed=3, workers=1)
-    table = root / "posters" / "MovieGenre.csv"
-    rows = list(csv.reader(table.open(encoding="latin-1")))
-    column = rows[0].index("Genre")
-    for i, row in enumerate(rows[1:]):
-        row[column] = ("Western|Horror", "Comedy", "Horror")[i % 3]
-    with table.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(rows)
-    prepare([root / "posters"], root / "ds", PrepareConfig(size=32, workers=1))
-    return root / "ds"
+    relabel = lambda i, genres: ("Western|Horror", "Comedy", "Horror")[i % 3]  # replaces each poster's genres
+    return built_in_dataset(tmp_path_factory.mktemp("horror"), n=48, size=32, seed=3, relabel=relabel)
 
 
 def _genres(path: Path) -> list[str]:
