@@ -59,7 +59,7 @@ def _tutorial(path: Path) -> tuple[dict, dict]:
     return state, config
 
 
-def _safetensors(path: Path) -> tuple[dict, dict]:
+def read_export(path: Path) -> tuple[dict, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -92,7 +92,7 @@ def load_generator(path: Path, ema: bool = True, form: str = "postergen",
     if form == "dcgan-tutorial":
         state, config = _tutorial(path)
     elif path.suffix == ".safetensors":
-        state, config = _safetensors(path)
+        state, config = read_export(path)
     else:
         ckpt = load_checkpoint(path)
         where = _checkpoint_file(path)

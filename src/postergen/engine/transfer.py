@@ -28,13 +28,13 @@ GENRE_FIELDS = ("n_genres",)
 
 def load_parent(path: Path) -> tuple[dict, dict]:
     """-> ({"G", "G_ema", "D"} state dicts, some None; the parent's config dict)."""
-    from postergen.weights import _safetensors
+    from postergen.weights import read_export
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"--init-from {path}: no such run folder, checkpoint or export")
     if path.suffix == ".safetensors":
-        state, config = _safetensors(path)
+        state, config = read_export(path)
         return {"G": state, "G_ema": state, "D": None}, config  # an export is one (usually EMA) G
     ckpt = load_checkpoint(path)
     config = {**ckpt["config"], "step": ckpt.get("step")}
