@@ -30,7 +30,7 @@ from postergen.data.dataset import open_dataset
 from postergen.engine.gan import build, train
 from postergen.engine.losses import hinge_d, hinge_g
 from postergen.engine.step import Stepper
-from postergen.models import features
+from postergen.models import efficientnet
 from postergen.models.ensemble import EnsembleDiscriminator
 
 CPU = torch.device("cpu")
@@ -61,7 +61,7 @@ def test_the_loss_is_the_base_loss_plus_w_times_the_feature_loss():
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)  # the same weights and spectral-norm vectors
     torch.manual_seed(1)
-    stats = stepper.d_update(real, genres, r1=False, features=True)
+    stats = stepper.d_update(real, genres, r1=False, staged=True)
     torch.manual_seed(1)  # the same noise and augmentation, by hand
     with torch.no_grad():
         fake = G(torch.randn(8, stepper.cfg.z_dim), genres)
@@ -74,7 +74,7 @@ def test_the_loss_is_the_base_loss_plus_w_times_the_feature_loss():
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(2)
-    stats = stepper.g_update(8, genres, features=True)
+    stats = stepper.g_update(8, genres, staged=True)
     torch.manual_seed(2)
     out = D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres)
     assert torch.equal(stats["loss_g"], (hinge_g(out[0]) + 0.3 * hinge_g(out[1])).detach())
@@ -82,9 +82,9 @@ def test_the_loss_is_the_base_loss_plus_w_times_the_feature_loss():
 
     G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
     torch.manual_seed(3)
-    stats = stepper.g_update(8, genres, features=False)  # before the start: the base D alone
+    stats = stepper.g_update(8, genres, staged=False)  # before the start: the base D alone
     torch.manual_seed(3)
-    out = D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres, features=False)
+    out = D(augment(G(torch.randn(8, stepper.cfg.z_dim), genres)), genres, staged=False)
     assert isinstance(out, torch.Tensor) and torch.equal(stats["loss_g"], hinge_g(out).detach())
     assert "loss_g_features" not in stats
 
@@ -183,7 +183,7 @@ def test_checkpoints_hold_no_frozen_network(ensemble_run):
     assert config["model"]["discriminator"] == "ensemble"
     assert (config["train"]["feature_weight"], config["train"]["feature_start"]) == (0.1, 3)
     assert all(k.startswith(("base.", "features.discs.", "features.project.")) for k in state["D"])
-    lite0 = {tuple(p.shape) for p in features.network("lite0").parameters()}
+    lite0 = {tuple(p.shape) for p in efficientnet.network("lite0").parameters()}
     saved = {tuple(v.shape) for v in state["D"].values()}
     assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection
 

@@ -27,15 +27,15 @@ from postergen import checkpoint as ckpt
 from postergen.config import ModelConfig, from_preset
 from postergen.data.dataset import open_dataset
 from postergen.engine.gan import train
-from postergen.models import features, registry
+from postergen.models import efficientnet, registry
 from postergen.models.fastgan import Generator as FastGAN
 from postergen.models.projected import ProjectedDiscriminator
 
 
 def test_lite0_is_the_pretrained_imagenet_classifier():
-    net = features.network("lite0")
+    net = efficientnet.network("lite0")
     assert len(net.blocks) == 16  # Lite0: repeats 1, 2, 2, 3, 3, 4, 1
-    x = (grace_hopper().float() - features.MEAN) / features.STD
+    x = (grace_hopper().float() - efficientnet.MEAN) / efficientnet.STD
     with torch.inference_mode():
         probs = net.logits(torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear")).softmax(1)[0]
     top5 = probs.topk(5).indices.tolist()
@@ -44,7 +44,7 @@ def test_lite0_is_the_pretrained_imagenet_classifier():
 
 
 def test_taps_are_at_strides_4_8_16_32():
-    shapes = [t.shape for t in features.network("lite0").taps(torch.zeros(1, 3, 224, 224), features.LITES["lite0"].taps)]
+    shapes = [t.shape for t in efficientnet.network("lite0").taps(torch.zeros(1, 3, 224, 224), efficientnet.LITES["lite0"].taps)]
     assert [tuple(s[1:]) for s in shapes] == [(24, 56, 56), (40, 28, 28), (112, 14, 14), (320, 7, 7)]
 
 
@@ -156,7 +156,7 @@ def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset
 
     state = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "latest.pt")
     assert state["config"]["arch"] == "fastgan" and state["config"]["model"]["discriminator"] == "projected"
-    lite0 = {tuple(p.shape) for p in features.network("lite0").parameters()}
+    lite0 = {tuple(p.shape) for p in efficientnet.network("lite0").parameters()}
     saved = {tuple(v.shape) for v in state["D"].values()}
     assert not any(k.startswith("network") for k in state["D"])
     assert (320, 1152, 1, 1) in lite0 and (320, 1152, 1, 1) not in saved  # Lite0's last projection is not saved

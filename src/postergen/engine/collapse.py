@@ -19,7 +19,7 @@ import torch
 
 from postergen.data.dataset import PosterDataset
 from postergen.metrics.diversity import DiversityConfig, pair_distances
-from postergen.metrics.features import pixel_features
+from postergen.metrics.pixels import pixel_vectors
 
 FEATURE_WIDTH = DiversityConfig.width  # px: evaluate's diversity feature, so the two ratios read alike
 
@@ -40,7 +40,7 @@ def real_rows(labels: np.ndarray, conditional: bool, per_row: int, seed: int) ->
 
 def row_spread(images: torch.Tensor, rows: list[torch.Tensor | np.ndarray]) -> float:
     """uint8 (N, 3, H, W) and index rows -> mean distance over all pairs of posters in the same row."""
-    feats = pixel_features(images, FEATURE_WIDTH)  # (N, D)
+    feats = pixel_vectors(images, FEATURE_WIDTH)  # (N, D)
     pairs = torch.cat([pair_distances(feats[torch.as_tensor(r, dtype=torch.long)]) for r in rows])
     return pairs.mean().item()
 

@@ -3,8 +3,8 @@ the augmentation D sees, and which parameters train.
 
 The math lives in losses.py (pure functions of logits) and augment.py (DiffAugment); this module
 picks them from a TrainConfig once. A D returns one logit tensor or a Verdict (models/verdict.py):
-a second part (the ensemble's feature D, on steps with the feature term) combines as
-loss(logits) + feature_weight * loss(features) in D's objective and in G's; a D's own auxiliary loss
+a staged part (the ensemble's feature D, on steps with the feature term) combines as
+loss(logits) + feature_weight * loss(staged) in D's objective and in G's; a D's own auxiliary loss
 (FastGAN D's reconstruction of real images) is added to D's objective as it is. Each part is logged
 under the name the D gives it (its LOSS_PARTS). Parameters with
 requires_grad=False (a frozen pretrained backbone) are never given to an optimiser and never switched
@@ -34,7 +34,7 @@ class Objective:
     g_loss: GLoss  # logits_fake -> scalar
     augment: Callable[[torch.Tensor], torch.Tensor]  # applied to every image D sees, real or fake
     r1_weight: float  # the lazy R1 term's multiplier: gamma / 2 x r1_every; 0 = no R1
-    feature_weight: float = 0.0  # a D's second part (Verdict.features): weight w of its loss
+    feature_weight: float = 0.0  # a D's second part (Verdict.staged): weight w of its loss
     parts: dict[str, str] = field(default_factory=dict)  # the D's LOSS_PARTS: {Verdict field: name}
 
     def _key(self, part: str, prefix: str = "loss") -> str:
@@ -46,13 +46,13 @@ class Objective:
         return part_keys(self.parts)
 
     def d_losses(self, real: Judged, fake: Judged) -> dict[str, torch.Tensor]:
-        """D's loss, "loss_d": loss(logits) [+ w * loss(features)] [+ D's auxiliary losses]; and its parts
-        beside it, as metrics.jsonl logs them: the feature part (unweighted) and the auxiliary loss."""
+        """D's loss, "loss_d": loss(logits) [+ w * loss(staged)] [+ D's auxiliary losses]; and its parts
+        beside it, as metrics.jsonl logs them: the staged part (unweighted) and the auxiliary loss."""
         real, fake = verdict(real), verdict(fake)
         loss = self.d_loss(real.logits, fake.logits)
         out = {}
-        if real.features is not None:
-            out[self._key("features", "loss_d")] = part = self.d_loss(real.features, fake.features)
+        if real.staged is not None:
+            out[self._key("staged", "loss_d")] = part = self.d_loss(real.staged, fake.staged)
             loss = loss + self.feature_weight * part
         aux = [v.aux for v in (real, fake) if v.aux is not None]
         if aux:
@@ -61,14 +61,14 @@ class Objective:
         return {"loss_d": loss, **out}
 
     def g_losses(self, fake: Judged) -> dict[str, torch.Tensor]:
-        """G's loss, "loss_g": loss(logits) [+ w * loss(features)], and the feature part (unweighted); D's
+        """G's loss, "loss_g": loss(logits) [+ w * loss(staged)], and the staged part (unweighted); D's
         auxiliary losses are D's alone."""
         fake = verdict(fake)
         loss = self.g_loss(fake.logits)
-        if fake.features is None:
+        if fake.staged is None:
             return {"loss_g": loss}
-        features = self.g_loss(fake.features)
-        return {"loss_g": loss + self.feature_weight * features, self._key("features", "loss_g"): features}
+        staged = self.g_loss(fake.staged)
+        return {"loss_g": loss + self.feature_weight * staged, self._key("staged", "loss_g"): staged}
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, parts: dict[str, str] | None = None,
@@ -92,7 +92,7 @@ def part_key(parts: dict[str, str], part: str, prefix: str = "loss") -> str:
 def part_keys(parts: dict[str, str]) -> tuple[str, ...]:
     """The keys a D with LOSS_PARTS `parts` logs beside loss_d and loss_g: its second part's loss for D
     and for G, then its own auxiliary loss."""
-    keys = (part_key(parts, "features", "loss_d"), part_key(parts, "features", "loss_g")) if "features" in parts else ()
+    keys = (part_key(parts, "staged", "loss_d"), part_key(parts, "staged", "loss_g")) if "staged" in parts else ()
     return keys + ((part_key(parts, "aux"),) if "aux" in parts else ())
 
 

@@ -77,12 +77,12 @@ class Phase(NamedTuple):
 
     d: bool  # D updates
     r1: bool  # with the R1 penalty
-    features: bool  # D's second part counts (--feature-start)
+    staged: bool  # D's staged part counts (--feature-start)
 
 
 # What a step tells a D that asks (its STEP_OPTIONS, models/verdict.py): whether its second part counts
 # on this step, and whether the images are real ones of D's update.
-STEP_FACTS = ("features", "real")
+STEP_FACTS = ("staged", "real")
 
 
 class Stepper:
@@ -100,7 +100,7 @@ class Stepper:
         if unknown:
             raise ValueError(f"{type(m.D).__name__}.STEP_OPTIONS asks for {', '.join(unknown)}; a step tells "
                              f"{', '.join(STEP_FACTS)}")
-        self.staged = "features" in self.d_options.values()  # D has a part that starts at --feature-start
+        self.has_staged = "staged" in self.d_options.values()  # D has a part that starts at --feature-start
         self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
@@ -115,22 +115,22 @@ class Stepper:
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.z_dim, device=self.device)
 
-    def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, features: bool = False,
+    def _judge(self, D: nn.Module, x: torch.Tensor, genres: torch.Tensor | None, staged: bool = False,
                real: bool = False) -> Verdict:
-        """D's verdict on x. features: D's second part counts; real: x are real images of D's update. A D
+        """D's verdict on x. staged: D's staged part counts; real: x are real images of D's update. A D
         gets the facts it asks for, under its own keywords."""
-        facts = {"features": features, "real": real}
+        facts = {"staged": staged, "real": real}
         return verdict(D(x, genres, **{k: facts[fact] for k, fact in self.d_options.items()}))
 
     def d_update(self, real: torch.Tensor, genres: torch.Tensor | None, r1: bool,
-                 features: bool = False) -> dict[str, torch.Tensor]:
+                 staged: bool = False) -> dict[str, torch.Tensor]:
         """One D update; -> loss_d, d_real, d_fake (mean sigmoid of the logits) and the loss's parts."""
         m = self.m
         with self.autocast:
             with torch.no_grad():
                 fake = m.G(self._z(real.shape[0]), genres)
-            real_v = self._judge(m.D_train, self.obj.augment(real), genres, features, real=True)
-            fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, features)
+            real_v = self._judge(m.D_train, self.obj.augment(real), genres, staged, real=True)
+            fake_v = self._judge(m.D_train, self.obj.augment(fake), genres, staged)
             losses = self.obj.d_losses(real_v, fake_v)
         if self.ada is not None:
             self.ada.observe(real_v.logits)
@@ -152,13 +152,13 @@ class Stepper:
         return stats | {"d_real": torch.sigmoid(real_v.logits.detach().float()).mean(),
                         "d_fake": torch.sigmoid(fake_v.logits.detach().float()).mean()}
 
-    def g_update(self, batch: int, genres: torch.Tensor | None, features: bool = False) -> dict[str, torch.Tensor]:
+    def g_update(self, batch: int, genres: torch.Tensor | None, staged: bool = False) -> dict[str, torch.Tensor]:
         """One G update; -> loss_g and its parts."""
         m = self.m
         with frozen(self.d_trainable):  # G's step needs gradients through D, not for D (bare D: no sync)
             with self.autocast:
                 fake = m.G_train(self._z(batch), genres)
-                losses = self.obj.g_losses(self._judge(m.D, self.obj.augment(fake), genres, features))
+                losses = self.obj.g_losses(self._judge(m.D, self.obj.augment(fake), genres, staged))
             m.opt_g.zero_grad(set_to_none=True)
             losses["loss_g"].backward()
             m.opt_g.step()
@@ -184,7 +184,7 @@ class Stepper:
         cfg = self.cfg
         d = step % cfg.d_every == 0
         r1 = d and cfg.r1_gamma > 0 and (step // cfg.d_every + 1) % cfg.r1_every == 0
-        return Phase(d, r1, self.staged and self.obj.feature_weight > 0 and step >= cfg.feature_start)
+        return Phase(d, r1, self.has_staged and self.obj.feature_weight > 0 and step >= cfg.feature_start)
 
     def step(self, step: int, real: torch.Tensor, genres: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.run(self.phase(step), real, genres, self.ema_weight(step))
@@ -199,15 +199,15 @@ class Stepper:
     def run(self, phase: Phase, real: torch.Tensor, genres: torch.Tensor,
             ema_weight: float | torch.Tensor) -> dict[str, torch.Tensor]:
         """One step of the given phase; the step number enters only through `phase` and `ema_weight`."""
-        d, r1, features = phase
+        d, r1, staged = phase
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         genres = self._genres(genres)
         out = {}
         if d:
-            out.update(self.d_update(real, genres, r1, features))
+            out.update(self.d_update(real, genres, r1, staged))
         for _ in range(self.cfg.g_steps):
-            out.update(self.g_update(real.shape[0], genres, features))
+            out.update(self.g_update(real.shape[0], genres, staged))
         if self.m.G_ema is not None:
             update_ema(self.m.G_ema, self.m.G, ema_weight)
         return out

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from postergen.metrics.featurecache import genre_subsets, set_features
-from postergen.metrics.features import pairwise_distances, pixel_features
+from postergen.metrics.pixels import pairwise_distances, pixel_vectors
 from postergen.metrics.registry import MetricInputs, register_metric
 
 
@@ -64,7 +64,7 @@ def _subsample(feats: torch.Tensor, limit: int, gen: torch.Generator) -> torch.T
 def real_statistics(real: torch.Tensor, cfg: DiversityConfig, seed: int) -> dict:
     """uint8 (N, 3, H, W) -> what the comparison needs from the real side (computed once per real set)."""
     gen = torch.Generator().manual_seed(seed)
-    feats = pixel_features(real, cfg.width)
+    feats = pixel_vectors(real, cfg.width)
     pairs = pair_distances(_subsample(feats, cfg.max_posters, gen))
     k = max(1, min(cfg.max_clusters, len(feats) // cfg.posters_per_cluster))
     return {"mean_distance": pairs.mean().item(),
@@ -76,7 +76,7 @@ def diversity(real: torch.Tensor, fake: torch.Tensor, cfg: DiversityConfig = Div
               real_stats: dict | None = None) -> dict:
     """uint8 (N, 3, H, W) x2 -> ratio, near_duplicates, coverage, collapsed and the two mean distances."""
     stats = real_stats or real_statistics(real, cfg, seed)
-    feats = pixel_features(fake, cfg.width)
+    feats = pixel_vectors(fake, cfg.width)
     pairs = pair_distances(_subsample(feats, cfg.max_posters, torch.Generator().manual_seed(seed + 1)))
     ratio = pairs.mean().item() / max(stats["mean_distance"], 1e-12)
     hit = pairwise_distances(feats, stats["centres"]).argmin(1).unique()

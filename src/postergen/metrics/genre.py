@@ -22,7 +22,7 @@ from torch import nn
 
 from postergen.checkpoint import atomic_save
 from postergen.data.dataset import PosterDataset
-from postergen.metrics.features import downsample
+from postergen.metrics.pixels import downsample
 from postergen.metrics.registry import MetricInputs, register_metric
 
 CACHE_FILE = "genre_classifier.pt"

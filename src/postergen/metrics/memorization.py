@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from postergen.metrics.features import pairwise_distances, pixel_features
+from postergen.metrics.pixels import pairwise_distances, pixel_vectors
 from postergen.metrics.registry import MetricInputs, register_metric
 
 
@@ -40,11 +40,11 @@ def nearest_training(queries: torch.Tensor, train: torch.Tensor | np.ndarray, wi
 
     `exclude` (Q,): a training index each query must not match (itself, for real-to-real).
     """
-    q = pixel_features(queries, width)  # (Q, D)
+    q = pixel_vectors(queries, width)  # (Q, D)
     best = torch.full((len(q),), math.inf)
     index = torch.zeros(len(q), dtype=torch.long)
     for start in tqdm(range(0, len(train), chunk), desc="nearest", unit="block", disable=not progress):
-        block = pixel_features(train[start:start + chunk], width)  # (C, D): each block is read once
+        block = pixel_vectors(train[start:start + chunk], width)  # (C, D): each block is read once
         for q0 in range(0, len(q), chunk):
             d = pairwise_distances(q[q0:q0 + chunk], block)  # (chunk, C)
             if exclude is not None:
@@ -64,7 +64,7 @@ def _exact_distance(q: torch.Tensor, train: torch.Tensor | np.ndarray, index: to
     rows = train[index.numpy()[order]]
     rows = torch.from_numpy(np.ascontiguousarray(rows)) if isinstance(rows, np.ndarray) else rows
     nearest = torch.empty_like(q)
-    nearest[torch.from_numpy(order)] = pixel_features(rows, width)
+    nearest[torch.from_numpy(order)] = pixel_vectors(rows, width)
     return (q - nearest).norm(dim=1)
 
 

@@ -3,7 +3,7 @@
 Evaluation judges posters in a space a person would recognise (objects, faces, type, texture)
 rather than in pixels, and with a network the projected discriminator does not train against
 (D uses Lite0), so a generator cannot score well by fooling its own judge (Kynkäänniemi et al.,
-ICLR 2023). The network and its loader are models/features.py's.
+ICLR 2023). The network and its loader are models/efficientnet.py's.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from postergen.models import features
-from postergen.models.features import MEAN, STD, EfficientNetLite, SameConv, network  # noqa: F401 (SameConv: tests)
+from postergen.models import efficientnet
+from postergen.models.efficientnet import MEAN, STD, EfficientNetLite, SameConv, network  # noqa: F401 (SameConv: tests)
 
-NATIVE_RESOLUTION = features.LITES["lite2"].resolution  # 260 px
+NATIVE_RESOLUTION = efficientnet.LITES["lite2"].resolution  # 260 px
 
 
 @dataclass
@@ -33,7 +33,7 @@ class PerceptualConfig:
 
 
 def weights_file() -> Path:
-    return features.weights_file("lite2")
+    return efficientnet.weights_file("lite2")
 
 
 def lite2() -> EfficientNetLite:

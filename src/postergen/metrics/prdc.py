@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from postergen.metrics.featurecache import genre_subsets, set_features
-from postergen.metrics.features import pairwise_distances
+from postergen.metrics.pixels import pairwise_distances
 from postergen.metrics.registry import MetricInputs, register_metric
 
 

@@ -6,8 +6,8 @@ Two discriminators side by side on the same (augmented) image:
               own features from the pixels;
     features: the projected D (models/projected.py), judging through the frozen EfficientNet-Lite0.
 
-forward(x, genres, features=True) returns both parts' logits, Verdict(base (B,), features (B, n)),
-and only the base's with features=False, so a step that leaves the feature term out runs nothing of
+forward(x, genres, staged=True) returns both parts' logits, Verdict(base (B,), staged=features (B, n)),
+and only the base's with staged=False, so a step that leaves the feature term out runs nothing of
 it. How the parts combine is the objective's business: loss = loss(base) + w * loss(features)
 (engine/objectives.py), from the step `feature_start` on (engine/step.py); D's statistics and R1
 use the base alone.
@@ -31,8 +31,8 @@ class EnsembleDiscriminator(nn.Module):
     """image in [-1, 1] (+ genres) -> Verdict(base logits (B,), feature logits (B, n)), or the base's alone."""
 
     ABOUT = "both side by side: the dcgan D plus the projected one as a feature D; Vision-aided GAN"
-    STEP_OPTIONS = {"features": "features"}  # the feature part runs only once it counts
-    LOSS_PARTS = {"features": "features"}  # logged as loss_d_features, loss_g_features
+    STEP_OPTIONS = {"staged": "staged"}  # the feature part runs only once it counts
+    LOSS_PARTS = {"staged": "features"}  # logged as loss_d_features, loss_g_features
     IDLE_PARTS = ("features",)  # before --feature-start no step uses it
 
     def init_weights(self) -> None:
@@ -46,6 +46,6 @@ class EnsembleDiscriminator(nn.Module):
         self.features = ProjectedDiscriminator(cfg)
 
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None,
-                features: bool = True) -> Judged:
+                staged: bool = True) -> Judged:
         base = self.base(x, genres)
-        return Verdict(base, features=self.features(x, genres)) if features else base
+        return Verdict(base, staged=self.features(x, genres)) if staged else base

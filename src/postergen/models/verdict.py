@@ -7,12 +7,12 @@ DDP and torch's pytree see the tensors inside.
 What a D needs from training it says in class attributes, each optional (the default in brackets),
 so the step, the objective and DDP set-up treat every D alike and never ask for one by name:
 
-- STEP_OPTIONS [{}]: {forward keyword: the step fact passed in it}. The facts: "features", whether
-  its second part (Verdict.features) counts on this step (from --feature-start on, while
+- STEP_OPTIONS [{}]: {forward keyword: the step fact passed in it}. The facts: "staged", whether
+  its staged part (Verdict.staged) counts on this step (from --feature-start on, while
   --feature-weight > 0); "real", whether x are real images of D's update. A D with none keeps the
   plain signature.
 - LOSS_PARTS [{}]: {Verdict field: name} of the parts it returns, logged beside loss_d and loss_g in
-  metrics.jsonl: "features" as loss_d_<name> and loss_g_<name>, "aux" as loss_<name>.
+  metrics.jsonl: "staged" as loss_d_<name> and loss_g_<name>, "aux" as loss_<name>.
 - IDLE_PARTS [()]: submodules a step may leave unused; DDP then looks for unused parameters.
 - init_weights() [PyTorch's init]: its own initialisation, run once when the registry builds it.
 - ABOUT: its one line in `postergen train --help`.
@@ -29,7 +29,7 @@ import torch
 
 class Verdict(NamedTuple):
     logits: torch.Tensor  # the adversarial logits D's statistics and R1 are about
-    features: torch.Tensor | None = None  # a second part's logits (the ensemble's feature D), weighted
+    staged: torch.Tensor | None = None  # a part's logits that count from --feature-start on (the ensemble's feature D), weighted
     aux: torch.Tensor | None = None  # a loss D adds to its own on these images (FastGAN D's reconstruction)
 
 

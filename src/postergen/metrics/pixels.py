@@ -22,7 +22,7 @@ def downsample(images: torch.Tensor, width: int) -> torch.Tensor:
     return x if (h, width) == (H, W) else F.adaptive_avg_pool2d(x, (h, width))
 
 
-def pixel_features(images: torch.Tensor | np.ndarray, width: int, batch: int = 1024) -> torch.Tensor:
+def pixel_vectors(images: torch.Tensor | np.ndarray, width: int, batch: int = 1024) -> torch.Tensor:
     """uint8 (N, 3, H, W) tensor or memory map -> float32 (N, 3*h*width) / sqrt(3*h*width), `batch` posters at a time."""
     chunks = []
     for i in range(0, len(images), batch):
