@@ -312,7 +312,7 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         cfg, config = resolve(ds, run, cfg, changed, start, allow_other_data, echo if dist.main else (lambda line: None))
         model_cfg, genres = registry.model_config(config), config["genres"]
         task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
-        if dist.main and task.stepper.staged and cfg.feature_start >= cfg.steps:
+        if dist.main and task.stepper.has_staged and cfg.feature_start >= cfg.steps:
             echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
                  "D's feature part will not train in this run")
         if start is None and cfg.init_from:
