@@ -13,13 +13,15 @@ import numpy as np
 POSTERGEN = [sys.executable, "-m", "postergen"]
 
 
-def built_in_dataset(out: Path, posters: int, size: int) -> Path:
-    """OUT/dataset<size> from `posters` built-in posters; made once, reused by later runs."""
-    ds = out / f"dataset{size}"
+def built_in_dataset(out: Path, posters: int, size: int, holdout: float = 0.0) -> Path:
+    """OUT/dataset<size> from `posters` built-in posters (with `holdout` percent of them set aside,
+    OUT/dataset<size>-holdout<P>: `prepare --holdout`); made once, reused by later runs."""
+    ds = out / (f"dataset{size}-holdout{holdout:g}" if holdout else f"dataset{size}")
     if not (ds / "dataset.json").exists():
         subprocess.run(POSTERGEN + ["synth", str(out / "posters"), "--n", str(posters), "--force"], check=True)
-        subprocess.run(POSTERGEN + ["prepare", str(out / "posters"), "-o", str(ds), "--size", str(size), "--force"],
-                       check=True)
+        held = ["--holdout", str(holdout)] if holdout else []
+        subprocess.run(POSTERGEN + ["prepare", str(out / "posters"), "-o", str(ds), "--size", str(size), "--force",
+                                    *held], check=True)
     return ds
 
 

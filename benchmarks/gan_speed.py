@@ -39,8 +39,10 @@ PAIRS = [  # (label, options)
 ]
 
 
-def speed(ds, device: torch.device, steps: int, warmup: int, precision: str, **options) -> float:
-    cfg = from_preset("stable", device=device.type, tensorboard=False, precision=precision, **options)
+def speed(ds, device: torch.device, steps: int, warmup: int, precision: str, preset: str = "stable",
+          **options) -> float:
+    """img/s of the engine's step for `preset` with `options` (TrainConfig fields) on `ds`."""
+    cfg = from_preset(preset, device=device.type, tensorboard=False, precision=precision, **options)
     H, W = ds.meta["size"]
     model_cfg = cfg.model_config(H, W, len(ds.genres))
     stepper = Stepper(build(cfg, model_cfg, device, arch=cfg.arch), cfg, device, conditional=model_cfg.n_genres > 0)

@@ -74,14 +74,19 @@ def evaluate(run: Path, ds: Path, n: int, device: str) -> dict:
 
 
 def summary(r: dict) -> dict:
-    """The table's numbers from evaluate's JSON."""
+    """The table's numbers from evaluate's JSON; NaN for a metric it did not compute (or null)."""
     m = r["metrics"] if "metrics" in r else r
-    return {"fd": m["fd"]["value"], "kid": m["kid"]["mean"], "precision": m["precision"]["value"],
-            "recall": m["recall"]["value"], "coverage": m["coverage"]["value"],
-            "perceptual_div": m["perceptual_diversity"]["ratio"], "swd": m["swd"]["mean"],
-            "pixel_div": m["diversity"]["ratio"], "copies": m["copies"]["likely_copy_share"],
+
+    def get(metric: str, key: str) -> float:
+        value = (m.get(metric) or {}).get(key)
+        return float("nan") if value is None else value
+
+    return {"fd": get("fd", "value"), "kid": get("kid", "mean"), "precision": get("precision", "value"),
+            "recall": get("recall", "value"), "coverage": get("coverage", "value"),
+            "perceptual_div": get("perceptual_diversity", "ratio"), "swd": get("swd", "mean"),
+            "pixel_div": get("diversity", "ratio"), "copies": get("copies", "likely_copy_share"),
             # the genre classifier's top-1 on generated posters (chance 1/genres); NaN when unconditional
-            "genre_top1": m["genre"].get("fake_top1", float("nan"))}
+            "genre_top1": get("genre", "fake_top1")}
 
 
 def figure(runs: dict[str, Path], path: Path, per_row: int = 3) -> None:

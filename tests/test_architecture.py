@@ -18,7 +18,8 @@ LAYERS = [
     {"postergen.config", "postergen.runfolder", "postergen.runtime", "postergen.checkpoint"},
     {"postergen.data", "postergen.models", "postergen.diagnose", "postergen.plots"},
     {"postergen.engine", "postergen.draw", "postergen.metrics", "postergen.weights"},
-    {"postergen.sample", "postergen.evaluate", "postergen.report", "postergen.upscale", "postergen.web"},
+    {"postergen.sample", "postergen.evaluate", "postergen.report", "postergen.upscale", "postergen.web",
+     "postergen.modelcard", "postergen.runinfo"},
     {"postergen.cli", "postergen.__main__"},
 ]
 
@@ -26,7 +27,8 @@ ENGINE = "postergen.engine"  # training only: nothing that reads a run folder ne
 # What reads run folders or serves those that do (DESIGN.md): they import nothing from ENGINE, directly
 # or through another module.
 READERS = {"postergen.sample", "postergen.evaluate", "postergen.report", "postergen.upscale", "postergen.web",
-           "postergen.metrics", "postergen.draw", "postergen.weights"}
+           "postergen.metrics", "postergen.draw", "postergen.weights", "postergen.modelcard",
+           "postergen.runinfo"}
 
 
 def module_name(path: Path) -> str:

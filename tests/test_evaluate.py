@@ -34,7 +34,7 @@ def test_evaluate_writes_eval_json_with_every_metric(run: Path, data: Path):
     assert {"typical_distance", "closer_than_typical", "likely_copies", "closest"} <= m["memorization"].keys()
     genres = [g["name"] for g in json.loads((data / "dataset.json").read_text())["genres"]]
     assert list(m["genre"]["per_genre_top1"]) == genres and 0 <= m["genre"]["fake_top1"] <= 1
-    assert (data / CACHE_FILE).is_file() and Path(result["nearest_pairs_png"]).is_file()
+    assert (data / CACHE_FILE).is_file() and (run / result["nearest_pairs_png"]).is_file()  # named in the run
     assert set(result["seconds"]) == {"generate", *m}
     table = format_table(result)
     assert "swd mean" in table and "fid" in table and "skipped: no InceptionV3 weights" in table

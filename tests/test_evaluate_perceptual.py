@@ -41,7 +41,7 @@ def test_default_metrics_per_genre_and_json(run: Path, data: Path, tmp_path: Pat
         assert 0 <= m[name]["value"] <= (5 if name == "density" else 1)
     assert m["copies"]["likely_copy_count"] == len(m["copies"]["likely_copies"])
     assert all(row["file"].startswith("seed") for row in m["copies"]["closest"])
-    assert Path(result["nearest_pairs_png"]).is_file() and Path(result["nn_distances_png"]).is_file()
+    assert (run / result["nearest_pairs_png"]).is_file() and (run / result["nn_distances_png"]).is_file()
     assert (data / "features-lite2-64.pt").is_file()
     table = format_table(result)
     assert "fd value" in table and "fd per_genre" in table and "copies likely_copy_share" in table

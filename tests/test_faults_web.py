@@ -151,12 +151,12 @@ def test_a_hand_edited_config_names_its_field_without_paths(tiny_run: Path, tmp_
     assert str(tmp_path).encode() not in data
 
 
-def test_poster_provenance_names_the_checkpoint_relative_to_the_root(studio, faulty_root: Path):
+def test_poster_provenance_names_the_run_and_checkpoint_not_a_path(studio, faulty_root: Path):
     status, _, data = call(studio, "POST", "/api/generate", {"run": "good", "n": 1, "seed": 3})
     assert status == 200
     url = json.loads(data)["images"][0]["url"]
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    assert image.text["postergen:source"] == "good/checkpoints/latest.pt"
+    assert image.text["postergen:source"] == "good" and image.text["postergen:checkpoint"] == "latest.pt"
 
 
 def test_single_run_root_shows_paths_from_the_run_name(tiny_run: Path, tmp_path: Path):

@@ -147,6 +147,18 @@ def _train(ds: Path, run: Path, resume: bool = False, **kw) -> dict:
     return train(open_dataset(ds), run, cfg, resume=resume, changed={"steps"}, echo=lambda *a: None)
 
 
+def test_the_preset_trains_at_the_measured_widths_on_a_cpu(cli, tiny_dataset, tmp_path):
+    code, out, _ = cli("train", tiny_dataset, "-o", tmp_path / "run", "--preset", "projected", "--device", "cpu",
+                       "--dry-run")
+    printed = json.loads(out)  # the config.json this run would write
+    assert code == 0 and (printed["model"]["ngf"], printed["model"]["ndf"]) == (16, 32)
+    code, out, _ = cli("train", tiny_dataset, "-o", tmp_path / "run", "--preset", "projected", "--device", "cpu",
+                       "--ngf", "24", "--dry-run")
+    assert code == 0 and json.loads(out)["model"]["ngf"] == 24  # given widths still win
+    on_cuda = from_preset("projected", device="cuda")  # no GPU needed: the config only
+    assert (on_cuda.ngf, on_cuda.ndf) == (64, 64) and from_preset("stable", device_type="cuda").ngf == 64
+
+
 @pytest.mark.slow
 def test_resume_is_bit_exact_and_checkpoints_hold_no_frozen_network(tiny_dataset, tmp_path):
     _train(tiny_dataset, tmp_path / "straight", steps=4)

@@ -243,3 +243,11 @@ def test_cli_report(cli, tiny_run, tmp_path):
     assert out.is_file() and str(out) in stdout and "<html" in out.read_text()[:500].lower()
     code, _, err = cli("report", tmp_path / "missing")
     assert code == 2 and err.count("\n") == 1
+
+
+def test_cli_report_takes_device_auto(cli, tiny_run, tmp_path):
+    """--device auto, as its help says (it was passed on to torch as a device name and crashed)."""
+    out = tmp_path / "r.html"
+    code, _, err = cli("report", tiny_run, "-o", out, "--n", "2", "--device", "auto")
+    assert code == 0, err
+    assert out.is_file()

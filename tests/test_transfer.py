@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,8 @@ def test_cli_init_from_records_the_parent_and_resumes_exactly(cli, tiny_run: Pat
     assert code == 0, err
     assert f"init from {tiny_run}" in out
     config = json.loads((tmp_path / "straight" / "config.json").read_text())
-    assert config["init_from"]["path"] == str(tiny_run) and len(config["init_from"]["weights"]) == 16
+    assert config["init_from"]["path"] == os.path.relpath(tiny_run, tmp_path / "straight")  # no absolute path
+    assert config["train"]["init_from"] == config["init_from"]["path"] and len(config["init_from"]["weights"]) == 16
     cli("train", horror, "-o", tmp_path / "split", *flags, "--steps", "2", "--init-from", tiny_run)
     code, _, err = cli("train", horror, "-o", tmp_path / "split", *flags, "--steps", "4", "--resume")
     assert code == 0, err
@@ -66,6 +68,11 @@ def test_cli_init_from_records_the_parent_and_resumes_exactly(cli, tiny_run: Pat
     code, out, err = cli("report", tmp_path / "straight")
     assert code == 0, err
     assert "started from" in (tmp_path / "straight" / "report.html").read_text()
+    code, out, err = cli("info", tmp_path / "straight")
+    assert code == 0, err
+    parent = config["init_from"]
+    assert f"init from {parent['path']} (from the run) at step 2 (weights {parent['weights']}, dcgan, 8 genres)" in out
+    assert "genres    3: comedy, horror, western" in out and "trained   step 4 of 4, 0.032 thousand images" in out
 
 
 def test_an_export_gives_g_and_d_starts_fresh(cli, tiny_run: Path, horror: Path, tmp_path: Path):
@@ -90,3 +97,17 @@ def test_what_cannot_carry_over_is_one_line(cli, tiny_run: Path, horror: Path, t
     assert not (tmp_path / "r").exists()
     code, _, err = cli("train", horror, "-o", tmp_path / "r", *tiny_flags(genre_dim=8), "--steps", "2", "--init-from", tmp_path / "nope")
     assert "no such run folder, checkpoint or export" in one_line_error(code, err, "train")
+
+
+def test_info_describes_a_run_folder(cli, run: Path):
+    code, out, err = cli("info", run)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert "model     dcgan generator, dcgan D; preset stable" in out and "image     32x32 px (W x H)" in out
+    assert "trained   step 2 of 2, 0.016 thousand images seen (checkpoints/latest.pt)" in out
+    assert f"(48 posters, at {config['dataset']['path']} from the run, content {config['dataset']['content'][:19]})" in out
+    assert "init from" not in out  # trained from scratch
+    config["genres"][0] = "ac\x1b[2Jtion"  # a name edited into the file: escaped, never a terminal control
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, _ = cli("info", run)
+    assert code == 0 and "ac\\x1b[2Jtion" in out and "\x1b" not in out

@@ -175,6 +175,19 @@ def _only_older(folder: RunFolder, problem: str, damaged: list[Path], good: Path
 # ---------------------------------------------------------------------------------------------
 # Run kinds: what a run folder or checkpoint holds
 
+def weights_fingerprint(state: dict) -> str:
+    """16 hex digits of a hash over a state dict's tensors (names, shapes and values): names a set of
+    weights wherever its file travels (a checkpoint's EMA G and its export print alike)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d tensors (BN counts) too
+    return digest.hexdigest()[:16]
+
+
 def run_kind(config: dict) -> tuple[str, str]:
     """(kind, arch) of a run's config.json or checkpoint config; runs from before kinds were
     recorded are GANs of the DCGAN family."""

@@ -20,6 +20,7 @@ MAX_WORKERS = 256  # processes
 MAX_POSTERS = 1_000_000  # synth --n, evaluate --n
 MAX_ROW = 1024  # sample --n: posters per genre row
 MAX_FRAMES = 256  # sample --frames
+MAX_HOLDOUT = 50.0  # percent: prepare --holdout (beyond half, most posters would never train)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=int, default=d.max_pixels,
                    help="refuse images above this many pixels without decoding them (default %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--holdout", type=float, default=d.holdout, metavar="PERCENT",
+                   help="set this percent of posters aside (seeded, by genre), never trained on: evaluate's real "
+                        f"posters and D's unseen ones in metrics.jsonl (d_heldout), at most {MAX_HOLDOUT:g} "
+                        "(default %(default)s: none)")
     p.add_argument("--force", action="store_true", help="replace DATASET if it exists")
     p.set_defaults(func=_run_prepare)
 
@@ -144,6 +149,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
     _limit("--size", args.size, WIDTHS[0], MAX_SIZE, "px")
     _limit("--min-side", args.min_side, 0, MAX_SIDE, "px")
     _limit("--max-pixels", args.max_pixels, 1, MAX_PIXELS, "pixels")
+    _limit("--holdout", args.holdout, 0.0, MAX_HOLDOUT, "percent")
     _check_workers(args.workers)
     if args.no_labels and (args.labels is not None or args.genres is not None):
         raise UserError(f"--no-labels drops all genres; it cannot go with --{'labels' if args.labels else 'genres'}")
@@ -157,7 +163,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
     cfg = PrepareConfig(
         size=args.size, aspect=args.aspect, fit=args.fit, labels=args.labels, use_labels=not args.no_labels,
         genres=genres, min_side=args.min_side, max_pixels=args.max_pixels,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=args.workers or os.cpu_count() or 1, holdout=args.holdout,
     )
     _check_output(args.out, folder=True)
     if args.size not in WIDTHS:  # said first: preparing a large set takes a while
@@ -166,12 +172,13 @@ def _run_prepare(args: argparse.Namespace) -> None:
     meta = prepare(args.src, args.out, cfg, force=args.force)
     h, w = meta["size"]
     print(f"dataset {args.out}: {meta['count']} posters at {w}x{h}, {len(meta['genres'])} genres, "
-          f"{len(meta['skipped'])} skipped ({meta['prepare']['seconds']:.1f} s)")
+          f"{len(meta['skipped'])} skipped ({meta['prepare']['seconds']:.1f} s)"
+          + (f"; {len(meta['holdout']['indices'])} held out" if "holdout" in meta else ""))
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a dataset folder, or print a generated PNG's provenance")
-    p.add_argument("path", type=_path, help="dataset folder or PNG file")
+    p = sub.add_parser("info", help="describe a dataset or run folder, or print a generated PNG's provenance")
+    p.add_argument("path", type=_path, help="dataset folder, run folder or PNG file")
     p.set_defaults(func=_run_info)
 
 
@@ -181,12 +188,19 @@ def _run_info(args: argparse.Namespace) -> None:
 
         print(describe_png(args.path))
         return
+    from postergen.runfolder import RunFolder
+
+    if RunFolder(args.path).config.is_file() and not (args.path / "dataset.json").exists():
+        from postergen.runinfo import describe_run
+
+        print(describe_run(args.path))
+        return
     from postergen.data.dataset import describe
 
     print(describe(args.path))
 
 
-_TRAIN_OWN = {"preset", "steps", "model_options"}  # given their own options below
+_TRAIN_OWN = {"preset", "steps", "minutes", "model_options"}  # given their own options below
 _OWN_OPTION = "model_option_"  # argparse dest prefix of a model family's own options (TrainConfig.model_options)
 
 
@@ -242,11 +256,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", type=_path, help="dataset folder from `postergen prepare`")
     p.add_argument("-o", "--out", type=_path, required=True, help="run folder (config, checkpoints, samples, metrics)")
     p.add_argument("--preset", choices=list(PRESETS), default="stable",
-                   help="stable: the recommended poster recipe; seed: the student project's DCGAN recipe")
+                   help="stable: the recommended poster recipe; seed: the student project's DCGAN recipe; "
+                        "projected: FastGAN's G and the projected D, at ngf 16, ndf 32 on a CPU (the measured "
+                        "widths) and 64, 64 on CUDA")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help=f"training steps (default {TrainConfig.steps})")
     length.add_argument("--epochs", type=float, default=None, help="passes over the dataset (converted to steps)")
     length.add_argument("--kimg", type=float, default=None, help="thousands of images to show D (converted to steps)")
+    _add_budget(p)
     p.add_argument("--resume", action="store_true", help="continue the run from checkpoints/latest.pt")
     p.add_argument("--allow-other-data", action="store_true",
                    help="let --resume continue on a dataset other than the run's (other posters; same size and genres)")
@@ -290,7 +307,13 @@ def _run_train(args: argparse.Namespace) -> int:
     for option, value in (("--epochs", args.epochs), ("--kimg", args.kimg)):
         if value is not None:
             _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
-    cfg = from_preset(args.preset, **given)
+    minutes = _budget_minutes(args)
+    device = given.get("device", TrainConfig.device)
+    if device == "auto":  # a preset's widths may follow the device it trains on (config.CUDA_PRESETS)
+        from postergen.runtime import pick_device
+
+        device = pick_device(device).type
+    cfg = from_preset(args.preset, device_type=device, **given)
     _check(check_train, cfg)  # every option before the dataset is read or anything is written
     if args.allow_other_data and not args.resume:
         raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
@@ -304,25 +327,29 @@ def _run_train(args: argparse.Namespace) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes under torchrun: the global batch is batch x world
     if args.epochs is not None or args.kimg is not None:
         batch = start["config"]["train"]["batch"] if start else cfg.batch
-        given["steps"] = _length_in_steps(args.epochs, args.kimg, batch * world, len(ds))
+        given["steps"] = _length_in_steps(args.epochs, args.kimg, batch * world, len(ds.training))
         cfg = dataclasses.replace(cfg, steps=given["steps"])
+    budget = _length_fields(minutes, any(v is not None for v in (args.steps, args.epochs, args.kimg)), start)
+    given, cfg = {**given, **budget}, dataclasses.replace(cfg, **budget)
     changed = set(given) | ({"preset"} if args.preset != "stable" else set())
     if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
         import json
 
         print(json.dumps(resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1], indent=1))
         return 0
-    if not args.resume and len(ds) < cfg.batch * world:  # a resumed run keeps its own batch
+    if not args.resume and len(ds.training) < cfg.batch * world:  # a resumed run keeps its own batch
         per = f" ({world} processes x --batch {cfg.batch})" if world > 1 else ""
-        raise UserError(f"{ds.path}: {len(ds)} posters is fewer than one batch of {cfg.batch * world} images{per}; "
-                        "give a smaller --batch")
+        held = f" (after {len(ds.held_out)} held out)" if len(ds.held_out) else ""
+        raise UserError(f"{ds.path}: {len(ds.training)} posters{held} is fewer than one batch of {cfg.batch * world} "
+                        f"images{per}; give a smaller --batch")
 
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
     say = (lambda *a, **k: None) if quiet else print
     run_cfg = resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[0] if start else cfg  # a resume's own
-    say(f"train {args.out}: preset {run_cfg.preset}, {W}x{H} px, {len(ds)} posters, "
-          f"{len(ds.genres) if run_cfg.conditional else 0} genres, {run_cfg.steps} steps of {run_cfg.batch}")
+    held = f" ({len(ds.held_out)} held out)" if len(ds.held_out) else ""
+    say(f"train {args.out}: preset {run_cfg.preset}, {W}x{H} px, {len(ds.training)} posters{held}, "
+          f"{len(ds.genres) if run_cfg.conditional else 0} genres, {_length_text(run_cfg, start)}")
     summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say,
                     allow_other_data=args.allow_other_data)
     if summary["interrupted"]:
@@ -331,9 +358,56 @@ def _run_train(args: argparse.Namespace) -> int:
         return 130
     replays = summary.get("cuda_graph_replays")
     graphs = f" ({replays} steps replayed as CUDA graphs)" if replays is not None else ""
-    say(f"done: step {summary['step']} on {summary['device']}{graphs}; samples in {summary['samples']}, "
+    spent = f" ({summary['seconds'] / 60:.1f} min trained: the time budget)" if summary["out_of_time"] else ""
+    say(f"done: step {summary['step']}{spent} on {summary['device']}{graphs}; samples in {summary['samples']}, "
         f"checkpoint {summary['latest']}")
     return 0
+
+
+def _add_budget(p: argparse.ArgumentParser) -> None:
+    """--minutes or --hours: the time budget every kind of training takes (config's `minutes`)."""
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None,
+                        help="train for this many minutes (on --resume: this many more) and end there as at a last "
+                             "step (samples, checkpoint); alone it lifts the step limit, beside a step length the "
+                             "first limit reached ends the run (default: no time limit)")
+    budget.add_argument("--hours", type=float, default=None, help="--minutes in hours")
+
+
+def _budget_minutes(args: argparse.Namespace) -> float | None:
+    """--minutes or --hours in minutes, checked (finite, > 0); None when neither is given."""
+    from postergen.config import MAX_MINUTES
+
+    if args.hours is not None:
+        _limit("--hours", args.hours, 0.0, MAX_MINUTES / 60, "hours", lo_open=True)
+        return args.hours * 60
+    if args.minutes is not None:
+        _limit("--minutes", args.minutes, 0.0, MAX_MINUTES, "minutes", lo_open=True)
+    return args.minutes
+
+
+def _length_fields(minutes: float | None, length_given: bool, start: dict | None) -> dict:
+    """The config fields the limits given set. `minutes` is the run's training time in all, so a
+    resume's budget adds to the time already trained; a budget alone lifts the step limit and a step
+    length alone lifts a run's budget: the limits a command gives are the ones that hold."""
+    from postergen.config import MAX_STEPS
+
+    if minutes is None:
+        return {"minutes": 0.0} if length_given else {}
+    total = {"minutes": minutes + (start.get("seconds", 0.0) / 60 if start else 0.0)}
+    return total if length_given else {**total, "steps": MAX_STEPS}
+
+
+def _length_text(cfg, start: dict | None) -> str:
+    """The banner's run length: '3000 steps of 64', '30 min of training, batch 64' or both."""
+    from postergen.config import MAX_STEPS
+
+    if not cfg.minutes:
+        return f"{cfg.steps} steps of {cfg.batch}"
+    left = f"{max(0.0, cfg.minutes - (start.get('seconds', 0.0) / 60 if start else 0.0)):.4g} min"
+    if cfg.steps >= MAX_STEPS:
+        return f"{left} of training, batch {cfg.batch}"
+    return f"{cfg.steps} steps of {cfg.batch} or {left}, whichever ends first"
 
 
 def _length_in_steps(epochs: float | None, kimg: float | None, images_per_step: int, posters: int) -> int:
@@ -430,23 +504,27 @@ def _run_sample(args: argparse.Namespace) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a run's generator as safetensors (weights + config) for sharing")
+    p = sub.add_parser("export", help="write a run's generator as safetensors (weights + config) and a model card, for sharing")
     p.add_argument("run", type=_path, help="run folder or checkpoint")
-    p.add_argument("-o", "--out", type=_path, required=True, help="output .safetensors file")
+    p.add_argument("-o", "--out", type=_path, required=True,
+                   help="export folder (generator.safetensors + README.md, the model card), or a NAME.safetensors "
+                        "file (README.md goes beside it)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="export the EMA generator (default on)")
     p.add_argument("--force", action="store_true", help="replace OUT even if postergen did not write it")
     p.set_defaults(func=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from postergen.weights import export
+    from postergen.modelcard import export, export_paths
 
-    if args.out.suffix != ".safetensors":
-        raise UserError(f"{args.out}: the export file name must end in .safetensors")
-    _check_output(args.out, folder=False)
-    check_replaceable([args.out], args.force)
+    to_file = args.out.suffix == ".safetensors"
+    if not to_file and args.out.suffix and not args.out.is_dir():  # a typo (g.pt) would become a folder
+        raise UserError(f"{args.out}: give a NAME.safetensors file or an export folder (a name without a suffix)")
+    _check_output(args.out, folder=not to_file)
+    check_replaceable(list(export_paths(args.out)), args.force)
     meta = export(args.run, args.out, ema=args.ema)
-    print(f"exported step {meta['step']} generator ({len(meta['genres'])} genres) to {args.out}")
+    print(f"exported step {meta['step']} generator ({len(meta['genres'])} genres) to {meta['file']}, "
+          f"model card {meta['card']}")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -548,15 +626,20 @@ def _add_train_sr(sub: argparse._SubParsersAction) -> None:
                    help="let --resume continue on a dataset other than the run's (same size and count)")
     p.add_argument("--force", action="store_true", help="start the run over")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    _add_config_options(p, SRTrainConfig, choices={"scale": list(SCALES), "arch": registry.names("sr")},
+    _add_budget(p)
+    _add_config_options(p, SRTrainConfig, skip={"minutes"}, choices={"scale": list(SCALES), "arch": registry.names("sr")},
                         helps={"arch": f"network: {registry.describe('sr')}"})
     p.set_defaults(func=_run_train_sr)
 
 
 def _run_train_sr(args: argparse.Namespace) -> int:
+    from postergen.checkpoint import load_latest
     from postergen.engine.sr import SRTrainConfig, check_sr_train, train_sr
 
-    given = _given_options(args, SRTrainConfig)
+    given = _given_options(args, SRTrainConfig, {"minutes"})
+    minutes = _budget_minutes(args)
+    start = load_latest(args.out) if args.resume and minutes is not None else None  # a budget adds to its time
+    given |= _length_fields(minutes, "steps" in given, start)
     cfg = SRTrainConfig(**given)
     if args.allow_other_data and not args.resume:
         raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
@@ -570,7 +653,8 @@ def _run_train_sr(args: argparse.Namespace) -> int:
               f"postergen train-sr {args.dataset} -o {args.out} --resume", file=sys.stderr)
         return 130
     gain = summary.get("val_gain_db")
-    print(f"done: step {summary['step']}, checkpoint {summary['latest']}"
+    spent = f" ({summary['seconds'] / 60:.1f} min trained: the time budget)" if summary["out_of_time"] else ""
+    print(f"done: step {summary['step']}{spent}, checkpoint {summary['latest']}"
           + (f"; held-out PSNR {summary['val_psnr']:.2f} dB ({gain:+.2f} dB over bicubic)" if gain is not None else ""))
     return 0
 

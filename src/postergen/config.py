@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 # Limits of the options, far beyond any sensible value: they turn a typo (an extra zero, a pasted
 # number) into a one-line error instead of an out-of-memory crash or an overflow deep in torch.
 MAX_STEPS = 100_000_000  # training steps, and the *-every intervals
+MAX_MINUTES = 1_000_000.0  # a time budget (--minutes): about two years
 MAX_BATCH = 65_536  # images per step
 MAX_CHANNELS = 4096  # z_dim, ngf, ndf, max_channels, genre_dim
 MAX_REPEAT = 1000  # d_every, g_steps, r1_every
+MAX_BLOCKS = 64  # --freeze-d: beyond any D's block count (each D's own count is checked when it is built)
 MAX_KEEP = 10_000  # checkpoints kept
 MAX_SEED = 2**32 - 1  # the seed range of numpy and most tools
 MAX_STUDIO_SEED = 2**31 - 1  # the studio's: seeds stay exact as JavaScript numbers and fit every RNG
@@ -117,6 +119,8 @@ class TrainConfig:
     preset: str = doc_field("stable", "recipe the other defaults come from: stable, seed or projected")
     # duration (--epochs and --kimg on the CLI are converted to steps)
     steps: int = doc_field(3000, "training steps; one step = one D update and one G update")
+    minutes: float = doc_field(0.0, "time budget: stop once the run has trained this many minutes in all "
+                                    "(docs/training.md); 0: none")
     batch: int = doc_field(64, "images per step per process (under torchrun the global batch is batch x processes)")
     # model
     arch: str = doc_field("dcgan", "generator, a gan architecture of models/registry.py (`postergen train --help` "
@@ -170,6 +174,9 @@ class TrainConfig:
     tensorboard: bool = doc_field(True, "also write TensorBoard scalars and images if tensorboard is installed")
     init_from: str = doc_field("", "start from this trained run folder, checkpoint or exported generator (genres "
                                    "mapped by name; fresh optimisers, step 0); empty: fresh weights")
+    # Fixed for a run's life (not in RESUMABLE): it sets which parameters D's optimiser holds.
+    freeze_d: int = doc_field(0, "FreezeD: D's first N blocks, nearest the image, never train (with --init-from: "
+                                 "keep the parent's low-level features); 0: all of D trains")
     # A family with its own config (models/registry.py) has options no field above names: the CLI
     # makes them from its config's fields, and they are kept here.
     model_options: dict = field(default_factory=dict, metadata={
@@ -197,31 +204,43 @@ PRESETS: dict[str, dict] = {
     # 2.9x faster than at 128 px and 9.5x than at 224 on a 2-core CPU. Genres in G's BatchNorms:
     # at 20k images FD 104 vs 127, SWD 97 vs 140, genre top-1 0.37 vs 0.15, 13% slower.
     # (Runs from before genre_bn existed lack the field and load with its default, False.)
-    "projected": dict(arch="fastgan", discriminator="projected", feature_res=64, genre_bn=True),
+    # Widths: the measured ones on a CPU (ngf 16, ndf 32: 48 to 60 img/s at 64 px on 2 cores, and the
+    # quality tables'); on CUDA, CUDA_PRESETS'.
+    "projected": dict(arch="fastgan", discriminator="projected", feature_res=64, genre_bn=True, ngf=16, ndf=32),
     "seed": dict(
         batch=128, conditional=False, **SEED_MODEL,
         loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, r1_gamma=0.0, ema_kimg=0.0, augment="",
     ),
 }
 
+# What a preset sets differently on CUDA (from_preset's device_type). The projected preset keeps the
+# reference's widths there, ngf = ndf = 64 (not yet measured on a GPU: benchmarks/gpu.sh's curves).
+CUDA_PRESETS: dict[str, dict] = {"projected": dict(ngf=64, ndf=64)}
+
 # Fields a resumed run may change: how long it runs, how it reports, where and how fast it runs. Every
 # other field defines the model or the optimisation and stays fixed for the life of a run (a new field
 # too, until it is listed here); train-sr's SR_RESUMABLE is the same kind of list.
 RESUMABLE = {
-    "steps", "device", "channels_last", "sync_bn", "cuda_graph", "precision", "log_every", "sample_every",
+    "steps", "minutes", "device", "channels_last", "sync_bn", "cuda_graph", "precision", "log_every", "sample_every",
     "checkpoint_every", "keep_checkpoints", "tensorboard",
 }
 
 
-def from_preset(preset: str, **overrides) -> TrainConfig:
-    """Preset values, then explicit overrides. Unknown presets or fields raise ValueError."""
+def from_preset(preset: str, device_type: str | None = None, **overrides) -> TrainConfig:
+    """Preset values (CUDA_PRESETS' on top when device_type is "cuda"), then explicit overrides. device_type:
+    the kind of device the run trains on; None: the `device` override unless it is "auto", else "cpu".
+    Unknown presets or fields raise ValueError."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(overrides) - names
     if unknown:
         raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
+    if device_type is None:
+        device = overrides.get("device", "auto")
+        device_type = "cpu" if device == "auto" else device
+    on_device = CUDA_PRESETS.get(preset, {}) if device_type == "cuda" else {}
+    return TrainConfig(**{**PRESETS[preset], **on_device, **overrides, "preset": preset})
 
 
 def flag(name: str) -> str:
@@ -279,12 +298,13 @@ def check_augment(policy: str) -> None:
 
 
 def check_run_options(cfg, intervals: tuple[str, ...]) -> None:
-    """The options every kind of training run has (GAN and SR alike): seed, device, precision, its
-    `*_every` intervals (in steps) and the checkpoints kept. ValueError as check_range's."""
+    """The options every kind of training run has (GAN and SR alike): seed, time budget, device,
+    precision, its `*_every` intervals (in steps) and the checkpoints kept. ValueError as check_range's."""
     def limit(name: str, *args, **kw) -> None:
         check_range(flag(name), getattr(cfg, name), *args, **kw)
 
     limit("seed", 0, MAX_SEED)
+    limit("minutes", 0.0, MAX_MINUTES, "minutes")
     check_choice("--device", cfg.device, DEVICES)
     check_choice("--precision", cfg.precision, PRECISIONS)
     for name in intervals:
@@ -318,6 +338,7 @@ def check(cfg: TrainConfig) -> None:
     limit("real_label", 0.0, 1.0, lo_open=True)
     limit("r1_gamma", 0.0, MAX_WEIGHT)
     limit("r1_every", 1, MAX_REPEAT, "D updates")
+    limit("freeze_d", 0, MAX_BLOCKS, "blocks")
     limit("ema_kimg", 0.0, MAX_EMA_KIMG, "kimg")
     limit("ema_rampup", 0.0, 1.0)
     check_augment(cfg.augment)

@@ -38,13 +38,23 @@ class Thresholds:
     collapse_drop: float = 0.5
     collapse_min_best: float = 0.1  # below it the samples never varied: no evidence G ever used z
     collapse_recover: float = 0.75  # a drop ends when the ratio is back above this x the best; a later fall counts again
+    # Memorising (`prepare --holdout`): gap = D's output on training posters - on held-out ones
+    # (engine/heldout.py).
+    # Large: held-out posters rated at least memorise_share of the way from training posters down to the fakes
+    # (ADA's Figure 1: memorised, unseen reals drift toward the fakes), a share, so it reads the same under the
+    # hinge loss (outputs near 0.27/0.73) and BCE (near 0/1); and at least memorise_gap, twice the noise of the
+    # difference of two 64-poster means (engine/heldout.py), so chance never counts. Growing: by memorise_gap
+    # or more since the first measurement. For memorise_rows measurements in a row: one noisy batch is no trend.
+    memorise_share: float = 0.5
+    memorise_gap: float = 0.05
+    memorise_rows: int = 3
 
 
 @dataclass(frozen=True)
 class Finding:
     """One detected problem: kind, first and last step it covers, and advice in plain words."""
 
-    kind: str  # nan, overpowering, g_climbing, oscillation, collapse
+    kind: str  # nan, overpowering, g_climbing, oscillation, collapse, memorising
     start: int
     end: int
     message: str
@@ -52,6 +62,10 @@ class Finding:
 
 ADVICE_D = ("try --preset stable (hinge loss, spectral norm, R1, DiffAugment), or slow D down with "
             "--d-every 2 or a lower --lr-d, or add --augment color,translation,cutout")
+
+
+ADVICE_MEMORISING = ("try --augment ada, more posters, or --init-from a run trained on many posters (with "
+                     "--freeze-d to keep its D's low-level features)")
 
 
 ADVICE_COLLAPSE = ("keep a checkpoint from before the drop (checkpoints/step-*.pt still sample and export; only the "
@@ -68,7 +82,8 @@ def diagnose(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
     g_swings = oscillation(finite, "loss_g", t.swing_loss_g, t)
     climbing = [] if g_swings else g_loss_climbing(finite, t)  # a cycle ending high is no climb
     return (non_finite(complete) + d_overpowering(finite, t) + climbing
-            + oscillation(finite, "d_fake", t.swing_d_fake, t) + g_swings + diversity_drops(rows, t))
+            + oscillation(finite, "d_fake", t.swing_d_fake, t) + g_swings + diversity_drops(rows, t)
+            + d_memorising(rows, t))
 
 
 def non_finite(rows: list[dict]) -> list[Finding]:
@@ -166,6 +181,40 @@ def _collapse(start: int, end: int, first: float, lowest: float, best: float, be
                    f"Sample diversity (how much the fixed-noise posters of a row differ, against real posters; "
                    f"1 = as varied) fell from {best:.2f} at step {best_step} to {first:.2f} at step {start}{stayed}: "
                    f"G is collapsing onto a few posters. To recover, {ADVICE_COLLAPSE}.")
+
+
+def heldout_gaps(rows: list[dict]) -> list[tuple[dict, float, float]]:
+    """[(row, gap, span)] for rows with D's held-out output: gap = D's output on training posters (d_train,
+    measured like d_heldout; d_real in logs without it) - on held-out ones; span = training posters - fakes."""
+    out = []
+    for r in rows:
+        seen = r.get("d_train", r.get("d_real"))
+        if "step" in r and all(_finite(v) for v in (r.get("d_heldout"), seen, r.get("d_fake"))):
+            out.append((r, seen - r["d_heldout"], seen - r["d_fake"]))
+    return out
+
+
+def d_memorising(rows: list[dict], t: Thresholds = Thresholds()) -> list[Finding]:
+    """Stretches of at least memorise_rows measurements where the train-vs-held-out gap is large and has
+    grown since the first measurement (see Thresholds)."""
+    gaps = heldout_gaps(rows)
+    if not gaps:
+        return []
+    first = gaps[0][1]
+    flags = [gap >= max(t.memorise_gap, t.memorise_share * span) and gap >= first + t.memorise_gap
+             for _, gap, span in gaps]
+    findings = []
+    for i, j in _runs(flags):
+        if j - i < t.memorise_rows:
+            continue
+        (start, gap0, _), (end, gap1, _) = gaps[i], gaps[j - 1]
+        findings.append(Finding(
+            "memorising", start["step"], end["step"],
+            f"D rates training posters above unseen ones: it is memorising them, and its feedback to G degrades. "
+            f"From step {start['step']} to {end['step']} its output on held-out posters trailed the training "
+            f"posters' by {gap0:.2f} to {gap1:.2f} (at the first measurement {first:.2f}), half the way or more "
+            f"down to the fakes'. To fix it, {ADVICE_MEMORISING}."))
+    return findings
 
 
 def quantile(values: list[float], q: float) -> float:

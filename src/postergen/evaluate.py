@@ -30,7 +30,7 @@ from postergen.metrics import MetricInputs, default_metrics, get_metric
 from postergen.metrics.copies import save_histogram
 from postergen.metrics.memorization import save_pairs
 from postergen.metrics.perceptual import PerceptualConfig
-from postergen.runfolder import RunFolder
+from postergen.runfolder import RunFolder, run_name
 from postergen.runtime import pick_device
 from postergen.weights import load_generator
 
@@ -70,9 +70,16 @@ def check_compatible(config: dict, ds: PosterDataset, run: Path) -> None:
                         f"{','.join(config['genres'])}")
 
 
+def real_pool(ds: PosterDataset) -> np.ndarray:
+    """The posters the real set is drawn from: the held-out ones (`prepare --holdout`, never trained on)
+    when there are at least 2, else every poster."""
+    return ds.held_out if len(ds.held_out) >= 2 else np.arange(len(ds), dtype=np.int64)
+
+
 def real_posters(ds: PosterDataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n distinct random posters of the dataset -> (uint8 (n, 3, H, W), their dataset indices (n,)), in index order."""
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    """n distinct random posters of real_pool(ds) -> (uint8 (n, 3, H, W), their dataset indices (n,)), in index order."""
+    pool = torch.from_numpy(real_pool(ds))
+    idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
     return torch.from_numpy(np.ascontiguousarray(ds.images[idx.numpy()])), idx
 
 
@@ -139,6 +146,11 @@ def generator_fn(G: nn.Module, z_dim: int, device: torch.device) -> Callable[[to
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
+def real_set(ds: PosterDataset) -> str:
+    """Where the real posters come from, as results name it: "held-out" or "all"."""
+    return "held-out" if len(real_pool(ds)) < len(ds) else "all"
+
+
 def real_inputs(ds: PosterDataset, n: int, shared: dict) -> dict:
     """The real side of every comparison: n random posters, their dataset indices and genre labels."""
     real, idx = real_posters(ds, n, shared["seed"])
@@ -181,8 +193,10 @@ def evaluate_checkpoint(path: Path, ds: PosterDataset, run: Path, real: dict, na
                           fake_names=[f"seed{seed + i}" for i in range(n)],
                           generate=generator_fn(G, z_dim, device) if conditional else None)
     metrics = run_metrics(inputs, names, configs, seconds, shared["echo"])
-    result = {"postergen": __version__, "run": str(run), "data": str(ds.path), "checkpoint": path.name, "step": config["step"],
-              "n": n, "seed": seed, "size": list(ds.meta["size"]), "metrics": metrics, "seconds": seconds}
+    # named, never by path: eval.json travels with the run and is served by the studio
+    result = {"postergen": __version__, "run": run_name(run), "weights": config["weights"], "data": ds.path.resolve().name,
+              "checkpoint": path.name, "step": config["step"],
+              "n": n, "real_set": real_set(ds), "seed": seed, "size": list(ds.meta["size"]), "metrics": metrics, "seconds": seconds}
     return _jsonable(result), fake
 
 
@@ -196,7 +210,7 @@ def prepare_evaluation(data: Path, n: int, seed: int, metrics: list[str] | None,
     ds = open_dataset(data)
     if len(ds) < 2:
         raise UserError(f"{ds.path}: {len(ds)} poster(s); evaluating needs at least 2 real posters")
-    n = min(n, len(ds))
+    n = min(n, len(real_pool(ds)))
     if n < 2:
         raise UserError(f"--n must be at least 2 posters per set (got {n})")
     shared = {"seed": seed, "device": pick_device(device), "inception_weights": inception_weights,
@@ -254,8 +268,9 @@ def evaluate_images(images: Path, data: Path, n: int = 10000, seed: int = 0, met
     real = real_inputs(ds, min(n, len(fake)), shared)
     inputs = MetricInputs(**real, fake=fake, genres=ds.genres, fake_names=files)  # fake_genres unknown: no per-genre
     metrics_out = run_metrics(inputs, names, configs or {}, seconds, echo)
-    result = _jsonable({"postergen": __version__, "images": str(images), "data": str(ds.path), "n": len(real["real"]), "generated": len(fake),
-                        "seed": seed, "size": list(ds.meta["size"]), "skipped": skipped,
+    result = _jsonable({"postergen": __version__, "images": Path(images).resolve().name, "data": ds.path.resolve().name,
+                        "n": len(real["real"]), "generated": len(fake),
+                        "real_set": real_set(ds), "seed": seed, "size": list(ds.meta["size"]), "skipped": skipped,
                         "metrics": metrics_out, "seconds": seconds})
     if json_path is not None:
         json_path, nearest, distances = json_files(json_path)
@@ -271,15 +286,16 @@ def json_files(json_path: Path) -> list[Path]:
 
 
 def save_pictures(result: dict, fake: torch.Tensor, ds: PosterDataset, nearest_png: Path, distances_png: Path) -> dict:
-    """The closest generated/training pairs side by side, and the copy distance histogram; their paths join the result."""
+    """The closest generated/training pairs side by side, and the copy distance histogram; their file names (the
+    JSON sits beside them) join the result."""
     found = result["metrics"].get("copies") or result["metrics"].get("memorization")
     if isinstance(found, dict) and found.get("closest"):
         save_pairs(fake, ds.images, found["closest"], nearest_png)
-        result = {**result, "nearest_pairs_png": str(nearest_png)}
+        result = {**result, "nearest_pairs_png": nearest_png.name}
     copies = result["metrics"].get("copies")
     if isinstance(copies, dict) and "histogram" in copies:
         save_histogram(copies, distances_png)
-        result = {**result, "nn_distances_png": str(distances_png)}
+        result = {**result, "nn_distances_png": distances_png.name}
     return result
 
 
@@ -346,16 +362,20 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _real_words(result: dict) -> str:
+    return "held-out real" if result.get("real_set") == "held-out" else "real"
+
+
 def format_table(result: dict) -> str:
     """A result of `evaluate` or `evaluate_images` -> an aligned two-column table with a heading line and timings."""
     rows = [row for name, value in result["metrics"].items() for row in _rows(name, value)]
     width = max((len(name) for name, _ in rows), default=10)
     H, W = result["size"]
     if "images" in result:
-        lines = [f"{result['images']}: {result['generated']} images vs {result['n']} real {W}x{H} posters "
+        lines = [f"{result['images']}: {result['generated']} images vs {result['n']} {_real_words(result)} {W}x{H} posters "
                  f"(seed {result['seed']}; {len(result['skipped'])} files skipped)"]
     else:
-        lines = [f"{result['run']} step {result['step']}: {result['n']} generated vs {result['n']} real "
+        lines = [f"{result['run']} step {result['step']}: {result['n']} generated vs {result['n']} {_real_words(result)} "
                  f"{W}x{H} posters (seed {result['seed']})"]
     lines += [f"  {name:<{width}}  {text}" for name, text in rows]
     lines.append("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))

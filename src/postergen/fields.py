@@ -26,6 +26,8 @@ OBJECT: Check = ("an object", lambda v: isinstance(v, dict))
 LIST: Check = ("a list", lambda v: isinstance(v, list))
 TEXTS: Check = ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 SIZE: Check = ("[height, width] in pixels", lambda v: isinstance(v, list) and len(v) == 2 and all(integer(1)[1](x) for x in v))
+INDICES: Check = ("a list of integers >= 0 in ascending order, no repeats",
+                  lambda v: isinstance(v, list) and all(integer(0)[1](x) for x in v) and all(a < b for a, b in zip(v, v[1:])))
 
 
 def optional(check: Check) -> Check:

@@ -21,6 +21,7 @@ from typing import Iterator
 from postergen.errors import UserError
 
 MARKER = ".postergen"  # {"kind": "dataset" | "run" | "synth"}: this folder is postergen's to replace
+CARD_MARK = "library_name: postergen"  # in an export's model card (README.md): postergen wrote it
 
 
 def _tmp_name(path: Path) -> Path:
@@ -182,7 +183,8 @@ def shown(text: str, limit: int = 60) -> str:
 
 def written_by_postergen(path: Path) -> bool:
     """Whether an existing file is one postergen wrote (its kind's own mark): images carry
-    provenance, reports a generator tag, JSON results a "postergen" key, exports their metadata."""
+    provenance, reports a generator tag, JSON results a "postergen" key, exports their metadata and
+    model cards their front matter."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
@@ -195,6 +197,8 @@ def written_by_postergen(path: Path) -> bool:
         if suffix in (".html", ".htm"):
             head = path.read_bytes()[:2048]
             return b'<meta name="generator" content="postergen' in head or b"<title>postergen report:" in head
+        if suffix == ".md":
+            return CARD_MARK.encode() in path.read_bytes()[:2048]
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             return isinstance(data, dict) and ("postergen" in data or {"metrics", "data", "n"} <= data.keys())
@@ -224,6 +228,19 @@ def check_replaceable(paths: list[Path], force: bool) -> None:
         if path.exists() and not force and not written_by_postergen(path):
             raise UserError(f"{path} exists and was not written by postergen; use --force to replace it, "
                             f"or choose another name")
+
+
+def shared_name(path: Path) -> str:
+    """A file as results people share name it (eval.json, reports): 'its folder/its name', never the
+    absolute path, which tells where and whose the files are."""
+    path = Path(path)
+    return f"{path.resolve().parent.name}/{path.name}"
+
+
+def home_relative(path: Path | str) -> str:
+    """A path under the home folder as '~/...': what a message shows of a user's cache folder."""
+    path, home = Path(path), Path.home()
+    return f"~/{path.relative_to(home).as_posix()}" if path.is_relative_to(home) else str(path)
 
 
 def os_error(e: OSError, path: Path | str | None = None) -> str:

@@ -28,8 +28,8 @@ def _figure(ncols: int, nrows: int = 1, width: float = 10.0, height: float = 3.4
 
 
 def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
-    """G and D loss, and D(x) / D(G(z)), against step; shaded where D overpowered G. With sample
-    diversity logged (engine/collapse.py), a third panel: its ratio to real, shaded where it fell."""
+    """G and D loss, and D(x) / D(G(z)) (and on held-out posters), against step; shaded where D overpowered
+    G. With sample diversity logged (engine/collapse.py), a third panel: its ratio to real, shaded where it fell."""
     diverse = [r for r in rows if isinstance(r.get("sample_diversity"), (int, float))]
     fig, axes = _figure(3 if diverse else 2, width=15.0 if diverse else 10.0)
     steps = [r["step"] for r in rows]
@@ -40,6 +40,7 @@ def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
         _shade(ax, findings, "overpowering")
         ax.set_xlabel("step")
         ax.legend()
+    _heldout(axes[1], rows, findings)
     adaptive = [r for r in rows if isinstance(r.get("augment_p"), (int, float))]
     if adaptive:  # --augment ada: p shares the [0, 1] panel of D's outputs it follows
         axes[1].plot([r["step"] for r in adaptive], [r["augment_p"] for r in adaptive], linestyle="--",
@@ -59,6 +60,22 @@ def loss_plot(rows: list[dict], findings: list[Finding] = ()) -> bytes:
         ax.set_title("sample diversity, ratio to real (fixed noise, within rows)")
         ax.legend()
     return figure_png(fig)
+
+
+def _heldout(ax, rows: list[dict], findings: list[Finding]) -> None:
+    """With held-out posters (engine/heldout.py): D's output on them and on training posters measured the
+    same way, beside d_real and d_fake; shaded where it memorises."""
+    probed = [r for r in rows if isinstance(r.get("d_heldout"), (int, float))]
+    if not probed:
+        return
+    steps = [r["step"] for r in probed]
+    if all(isinstance(r.get("d_train"), (int, float)) for r in probed):
+        ax.plot(steps, [r["d_train"] for r in probed], marker="o", linestyle=":", color="tab:blue",
+                label="D(x) on training posters, unaugmented")
+    ax.plot(steps, [r["d_heldout"] for r in probed], marker="o", linestyle=":", color="tab:purple",
+            label="D(x) on held-out posters")
+    _shade(ax, findings, "memorising")
+    ax.legend()
 
 
 def _shade(ax, findings: list[Finding], kind: str) -> None:

@@ -34,6 +34,13 @@ def png_info(source: str, step: int | None, seed: int | None, genres: str, **ext
     return info
 
 
+def generated_by(config: dict, seed: int | None, genres: str, **extra) -> PngImagePlugin.PngInfo:
+    """png_info for posters of a loaded generator (weights.load_generator's config): the run by its
+    folder name, the weights by file name and fingerprint, never by a path (PNGs are shared)."""
+    made = {k: config[k] for k in ("checkpoint", "weights") if config.get(k)}
+    return png_info(str(config.get("source", "")), config.get("step"), seed, genres, **made, **extra)
+
+
 def read(path: Path) -> dict[str, str]:
     """Text chunks of a PNG; a one-line error for anything else."""
     try:

@@ -12,10 +12,10 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 from postergen.errors import UserError
-from postergen.fields import OBJECT, SIZE, TEXT, TEXTS, integer, need
+from postergen.fields import OBJECT, SIZE, TEXT, TEXTS, integer, need, optional
 from postergen.files import check_output_folder, mark_owned
 
 try:
@@ -93,6 +93,63 @@ class RunFolder:
 GAN_MODEL_FIELDS = ("height", "width", "z_dim")  # the model fields every reader of a gan run uses
 
 
+# ---------------------------------------------------------------------------------------------
+# Names a run folder can travel with: nothing it records or shares holds an absolute path
+
+def run_name(path: Path) -> str:
+    """The name of the run that `path` (a run folder, or a checkpoint in one) belongs to: what files
+    meant to be shared record instead of a path, which would tell where and whose the files are."""
+    path = Path(path).resolve()
+    if path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent.name
+    return path.name if path.is_dir() else path.stem
+
+
+def relative_path(target: Path, run: Path) -> str | None:
+    """`target` as seen from the run folder (POSIX, e.g. '../data/ds'), so a run moved together with it
+    still finds it; None when they share no folder but the filesystem root (or drive): that path would
+    spell out the absolute one."""
+    target, run = Path(target).resolve(), Path(run).resolve()
+    try:
+        common = Path(os.path.commonpath([target, run]))
+    except ValueError:  # different drives
+        return None
+    if common == Path(common.anchor):
+        return None
+    return Path(os.path.relpath(target, run)).as_posix()
+
+
+def dataset_path(run: Path, record: dict) -> Path | None:
+    """Where config.json's "dataset" says the run's data is: relative to the run folder (older runs
+    recorded an absolute path, read as is); None when it recorded no path."""
+    path = record.get("path") if isinstance(record, dict) else None
+    if not isinstance(path, str) or not path:
+        return None
+    return Path(os.path.normpath(Path(run) / path))
+
+
+def withhold_paths(value):
+    """`value` (a config or result, nested) with every absolute path as its last part: what older runs
+    recorded (the dataset's path, eval.json's run) shown without telling where and whose the files are."""
+    if isinstance(value, dict):
+        return {k: withhold_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [withhold_paths(v) for v in value]
+    if isinstance(value, str) and len(value) > 1 and value[1:3] in (":\\", ":/"):  # C:\Users\...
+        return f"{PureWindowsPath(value).name} (path withheld)"
+    if isinstance(value, str) and len(value) > 1 and value.startswith("/"):
+        return f"{PurePath(value).name} (path withheld)"
+    return value
+
+
+def dataset_name(record: dict) -> str:
+    """The recorded dataset as messages and reports name it: its folder name, never a path."""
+    if not isinstance(record, dict):
+        return "?"
+    name = record.get("name") or (Path(record["path"]).name if isinstance(record.get("path"), str) else None)
+    return str(name or "?")
+
+
 def read_config(run: Path) -> dict:
     """RUN/config.json with the fields readers use checked (check_config): a missing, unreadable or
     hand-damaged file is a one-line UserError naming the file and the field."""
@@ -126,7 +183,7 @@ def check_config(config, file: Path | str, whole: bool = False) -> dict:
     elif kind == "sr":
         need(file, model, "model.scale", integer(1))
     dataset = need(file, config, "dataset", OBJECT, required=False) or {}
-    need(file, dataset, "dataset.path", TEXT, required=False)
+    need(file, dataset, "dataset.path", optional(TEXT), required=False)  # null: no relative path existed
     need(file, dataset, "dataset.count", integer(0), required=False)
     need(file, dataset, "dataset.size", SIZE, required=False)
     return config

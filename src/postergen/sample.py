@@ -15,7 +15,7 @@ from postergen import __version__
 from postergen.draw import PngWriter, condition, genre_vectors, noise, render, save_grid, walk
 from postergen.errors import UserError, out_of_memory
 from postergen.files import check_replaceable, file_label, save_image
-from postergen.provenance import png_info
+from postergen.provenance import generated_by
 from postergen.runtime import pick_device
 from postergen.upscale import cached_upscaler, maybe_upscale
 from postergen.weights import load_generator
@@ -46,7 +46,7 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
         cached_upscaler(upscale, dev)  # a bad SR run is an error before OUT is made
     out.mkdir(parents=True, exist_ok=True)
     shown = min(n, GRID_COLUMNS if len(rows) > 1 else GRID_POSTERS) if grid else 0
-    source, step = str(config.get("source", "")), config.get("step")
+    step = config.get("step")
     kept, written = [], []
     with PngWriter() as writer, _memory_note(config, batch, dev, upscale):
         for label, vec in rows:
@@ -56,11 +56,11 @@ def sample(path: Path, out: Path, n: int = 8, seed: int = 0, genres: list[str] |
                 if i < shown:  # a copy, so the rest of the batch can be freed
                     kept.append(images[:shown - i].clone())
                 for s, img, file in zip(seeds[i:i + batch], images, names[label][i:i + batch]):
-                    writer.put(img, file, png_info(source, step, s, label))
+                    writer.put(img, file, generated_by(config, s, label))
                     written.append(file)
     if grid:
         per_row = shown if len(rows) > 1 or shown <= 8 else 8
-        save_grid(torch.cat(kept), per_row, grid_path, png_info(source, step, seed, ",".join(r[0] for r in rows)))
+        save_grid(torch.cat(kept), per_row, grid_path, generated_by(config, seed, ",".join(r[0] for r in rows)))
     return {"step": step, "rows": [r[0] for r in rows], "files": written, "grid": grid_path, "grid_columns": shown}
 
 
@@ -93,13 +93,14 @@ def interpolate(path: Path, out: Path, seeds: tuple[int, int], frames: int = 16,
     _, z = walk(seeds, config["model"]["z_dim"], frames, truncation)
     images = maybe_upscale(render(G, z.to(dev), vec, dev), upscale, dev)
     out.mkdir(parents=True, exist_ok=True)
-    save_grid(images, frames, strip, png_info(str(config.get("source", "")), config.get("step"), seeds[0], label,
-                                              interpolation=f"{seeds[0]}->{seeds[1]}"))
+    save_grid(images, frames, strip, generated_by(config, seeds[0], label, interpolation=f"{seeds[0]}->{seeds[1]}"))
     pics = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
     scale = max(1, math.ceil(128 / pics[0].width))  # small posters are enlarged for viewing
     pics = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pics]
     pics = pics + pics[-2:0:-1]  # there and back, so the loop has no jump
-    mark = f"postergen {__version__}: AI-generated movie posters ({label})".encode()  # GIF/WebP have no PNG text
+    # GIF/WebP have no PNG text: one line says what the posters are and which weights drew them
+    mark = (f"postergen {__version__}: AI-generated movie posters ({label}; run {config.get('source')}, "
+            f"weights {config.get('weights')}, step {config.get('step')}, seeds {seeds[0]}->{seeds[1]})").encode()
     save_image(pics[0], anim, save_all=True, append_images=pics[1:], duration=80, loop=0,
                **({"comment": mark} if fmt == "gif" else {"xmp": mark}))
     return {"strip": strip, "animation": anim, "frames": frames}

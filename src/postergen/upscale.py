@@ -18,7 +18,7 @@ from postergen.errors import UserError
 from postergen.files import save_image
 from postergen.models.sr import SRConfig, SRNet, build_sr, sr_forward
 from postergen.provenance import PREFIX
-from postergen.runfolder import RunFolder
+from postergen.runfolder import RunFolder, run_name
 from postergen.runtime import pick_device
 from postergen.weights import brief
 
@@ -37,7 +37,8 @@ def load_upscaler(path: Path, device: torch.device | str = "cpu") -> tuple[SRNet
         model.load_state_dict(state["model"])
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{path}: SR weights do not fit their config ({brief(e)})") from None
-    return model.to(device).eval(), {**config, "step": state["step"], "source": str(path)}
+    source = run_name(_checkpoint_file(path))  # by name: the PNGs it enlarges are shared
+    return model.to(device).eval(), {**config, "step": state["step"], "source": source}
 
 
 def upscale_images(model: SRNet, images: torch.Tensor | np.ndarray, device: torch.device | str = "cpu",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from postergen.errors import UserError
-from postergen.fields import LIST, OBJECT, SIZE, TEXT, TEXTS, Check, check, integer, need, optional
+from postergen.fields import INDICES, LIST, OBJECT, SIZE, TEXT, TEXTS, Check, check, integer, need, optional
 from postergen.files import shown
 
 if TYPE_CHECKING:
@@ -36,6 +37,17 @@ class PosterDataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @cached_property
+    def held_out(self) -> np.ndarray:
+        """Indices of the posters `prepare --holdout` set aside, ascending; empty when none. No training
+        draws them: they are evaluation's real set and D's unseen posters (d_heldout)."""
+        return np.asarray((self.meta.get("holdout") or {}).get("indices", []), dtype=np.int64)
+
+    @cached_property
+    def training(self) -> np.ndarray:
+        """Indices of the posters training may draw: every poster but the held-out ones, ascending."""
+        return np.setdiff1d(np.arange(len(self), dtype=np.int64), self.held_out)
 
 
 def read_meta(path: Path) -> dict:
@@ -67,6 +79,10 @@ def check_meta(meta: dict, file: Path) -> None:
         check(file, f"skipped[{i}]", item, OBJECT)
         need(file, item, f"skipped[{i}].reason", TEXT)
     need(file, meta, "sources", TEXTS, required=False)
+    holdout = need(file, meta, "holdout", OBJECT, required=False) or {}
+    indices = need(file, holdout, "holdout.indices", INDICES, required="holdout" in meta) or []
+    if indices and indices[-1] >= meta["count"]:
+        raise UserError(f"{file}: field holdout.indices names poster {indices[-1]}, but there are {meta['count']}")
     need(file, meta, "upscaled", LIST, required=False)
     prepare = need(file, meta, "prepare", OBJECT, required=False) or {}
     for key, what in (("roots", TEXTS), ("genres", optional(TEXTS)), ("fit", TEXT), ("aspect", TEXT)):
@@ -122,6 +138,9 @@ def describe(path: Path) -> str:
             lines.append(f"  {name:<{width}}  {g['count']:>7}")
     else:
         lines.append("genres    none")
+    if len(ds.held_out):
+        share = 100 * len(ds.held_out) / max(1, len(ds))
+        lines.append(f"held out  {len(ds.held_out)} ({share:.1f}%): never trained on; evaluate compares with them")
     if prep.get("filtered_by_genre"):
         lines.append(f"filtered  {prep['filtered_by_genre']} posters outside --genres {','.join(prep['genres'])}")
     reasons = Counter(s["reason"] for s in meta.get("skipped", []))
@@ -147,11 +166,14 @@ class Batches:
                  rank: int = 0, world: int = 1, max_bytes: int = 4 << 30) -> None:
         import torch
 
-        if len(ds) < batch * world:
-            raise UserError(f"{ds.path}: {len(ds)} posters is fewer than one batch of {batch * world}")
+        self.count = len(ds.training)  # held-out posters are never drawn
+        if self.count < batch * world:
+            held = f" (after {len(ds.held_out)} held out)" if len(ds.held_out) else ""
+            raise UserError(f"{ds.path}: {self.count} posters{held} is fewer than one batch of {batch * world}")
         self.batch, self.device, self.seed, self.rank, self.world = batch, device, seed, rank, world
-        self.count = len(ds)
-        self.steps_per_epoch = len(ds) // (batch * world)  # the incomplete last batch is dropped
+        self.steps_per_epoch = self.count // (batch * world)  # the incomplete last batch is dropped
+        # permutation position -> dataset index; None: the identity (no held-out posters), as before they existed
+        self.ids = torch.from_numpy(ds.training) if len(ds.held_out) else None
         self.resident = ds.images.nbytes <= max_bytes
         self.images = torch.from_numpy(np.array(ds.images)).to(device) if self.resident else ds.images
         self.labels = torch.from_numpy(ds.labels.astype(np.float32)).to(device)
@@ -164,6 +186,8 @@ class Batches:
         if epoch not in self._perms:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             perm = torch.randperm(self.count, generator=gen)
+            if self.ids is not None:
+                perm = self.ids[perm]
             self._perms = {epoch: perm.to(self.device) if self.resident else perm}  # keep one epoch
         return self._perms[epoch]
 

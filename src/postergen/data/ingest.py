@@ -62,6 +62,7 @@ class PrepareConfig:
     min_side: int = 32  # skip images whose short side (pixels) is below this
     max_pixels: int = 40_000_000  # refuse larger images from their header, before decoding (bombs)
     workers: int = 1  # decoding processes
+    holdout: float = 0.0  # percent of posters set aside, never trained on (evaluation's real set); 0: none
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -745,6 +746,7 @@ def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: 
         labels[i, [col[g] for g in c.genres]] = 1
     np.save(tmp / "labels.npy", labels)
     counts = labels.sum(0).tolist()
+    held = holdout_indices(labels, cfg.holdout)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     meta = {
         "format": "postergen-dataset/1",
@@ -754,12 +756,32 @@ def _write_meta(tmp: Path, kept: list[_Candidate], sources: list[_Source], cfg: 
         "sources": [_source_name(sources, c.root, c.rel) for c in kept],
         "skipped": skipped,
         "upscaled": upscaled,  # kept, but smaller than the output: enlarged (may look soft)
+        **({"holdout": {"percent": cfg.holdout, "seed": HOLDOUT_SEED, "by": "genre combination",
+                        "indices": held}} if held else {}),
         "prepare": {**settings, "roots": [str(s.path) for s in sources], **extra},
     }
     mark_owned(tmp, "dataset")
     # dataset.json is written last and fsynced: a folder without it is not a dataset.
     write_atomic(tmp / "dataset.json", json.dumps(meta, indent=1), durable=True)
     return meta
+
+
+HOLDOUT_SEED = 0  # the held-out slice is a function of the posters and their genres alone
+
+
+def holdout_indices(labels: np.ndarray, percent: float, seed: int = HOLDOUT_SEED) -> list[int]:
+    """round(percent% of N) poster indices (at least 1 when percent > 0, never all), ascending, stratified
+    by genre combination: posters sorted by (label row, a seeded shuffle), then every (N/k)-th taken, so
+    each combination gives its share (rounded) and which of its posters is seeded."""
+    n = len(labels)
+    if percent <= 0 or n < 2:
+        return []
+    k = min(n - 1, max(1, round(n * percent / 100)))
+    shuffled = np.random.default_rng(seed).permutation(n)
+    rows = np.array([labels[i].tobytes() for i in shuffled], dtype=object)
+    order = shuffled[np.argsort(rows, kind="stable")]  # by genre combination, shuffled within each
+    picks = ((np.arange(k) + 0.5) * n / k).astype(np.int64)  # evenly spaced: proportional per combination
+    return sorted(int(i) for i in order[picks])
 
 
 def prepare(paths: list[Path], out: Path, cfg: PrepareConfig, force: bool = False) -> dict:

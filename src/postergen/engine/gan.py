@@ -18,11 +18,12 @@ from postergen import __version__
 from postergen.checkpoint import check_kind, run_kind
 from postergen.config import RESUMABLE, ModelConfig, TrainConfig, check
 from postergen.data.dataset import Batches, PosterDataset
-from postergen.diagnose import d_overpowering, diversity_drops
+from postergen.diagnose import d_memorising, d_overpowering, diversity_drops
 from postergen.draw import fixed_inputs, render, save_grid
 from postergen.engine.collapse import SampleDiversity
+from postergen.engine.heldout import HeldOutProbe
 from postergen.engine.monitor import CollapseWatch, FailureWatch
-from postergen.engine.objectives import trainable
+from postergen.engine.objectives import freeze_blocks, trainable
 from postergen.engine.run import (
     Engine,
     Schedule,
@@ -41,7 +42,7 @@ from postergen.errors import UserError
 from postergen.files import write_atomic
 from postergen.models import registry
 from postergen.plots import loss_plot
-from postergen.runfolder import RunFolder
+from postergen.runfolder import RunFolder, dataset_name, run_name
 from postergen.runtime import Dist, init_distributed, pick_device, resolve_precision
 
 
@@ -50,6 +51,10 @@ def build(cfg: TrainConfig, model_cfg: ModelConfig, device: torch.device, dist: 
     """G, D, EMA G and optimisers of gan architecture `arch` (cfg.arch unless given) for model_cfg."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     G, D = registry.get(arch or cfg.arch, kind="gan").build(model_cfg)  # each model initialises its own weights
+    try:  # --freeze-d: before the optimisers and DDP take D's trainable parameters
+        freeze_blocks(D, cfg.freeze_d, getattr(model_cfg, "discriminator", type(D).__name__))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if dist.enabled and cfg.sync_bn:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device), D.to(device)
@@ -95,10 +100,10 @@ def fingerprint(modules: list[nn.Module | None]) -> float:
 # ---------------------------------------------------------------------------------------------
 # Configuration: fresh, or the run's own on --resume
 
-def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset) -> dict:
+def gan_config(cfg: TrainConfig, model_cfg: ModelConfig, genres: list[str], ds: PosterDataset, run: Path) -> dict:
     """What config.json and every checkpoint hold: enough to rebuild the models."""
     return {"postergen": __version__, "kind": "gan", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
-            "model": dataclasses.asdict(model_cfg), "genres": genres, "dataset": dataset_record(ds)}
+            "model": dataclasses.asdict(model_cfg), "genres": genres, "dataset": dataset_record(ds, run)}
 
 
 def resumed_config(saved: dict, cfg: TrainConfig, changed: set[str], run: Path) -> TrainConfig:
@@ -111,7 +116,7 @@ def _check_same_data(saved: dict, ds: PosterDataset, run: Path, allow: bool) -> 
     """The model is built for its poster size and genre rows: other ones are refused even with
     --allow-other-data, which only lets other posters (count, content) through."""
     if saved["dataset"]["size"] != ds.meta["size"] or (saved["genres"] and saved["genres"] != ds.genres):
-        raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['size']}, "
+        raise UserError(f"{run} was trained on {dataset_name(saved['dataset'])} ({saved['dataset']['size']}, "
                         f"genres {saved['genres']}); {ds.path} does not match")
     return check_dataset(saved["dataset"], ds, run, allow)
 
@@ -138,6 +143,7 @@ class GANTask(Task):
         self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
         self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed.per_row, seed=cfg.seed)
         self.rendered: tuple[int, torch.Tensor] | None = None  # (step, fixed grid) validate rendered for draw
+        self.heldout = HeldOutProbe(ds, device, cfg.seed) if len(ds.held_out) else None  # d_heldout, d_train
         self.watch, self.collapse_watch = FailureWatch(), CollapseWatch()
         self.tb = None  # the engine's TensorBoard writer, for sample grids
 
@@ -184,11 +190,13 @@ class GANTask(Task):
 
     def validate(self, step: int) -> dict[str, float]:
         """sample_diversity (engine/collapse.py) of the grid that draw() then writes; every rank measures,
-        so every rank logs at the same steps."""
+        so every rank logs at the same steps. With held-out posters, D's output on them and on training
+        posters (engine/heldout.py)."""
+        out = self.heldout.measure(self.stepper) if self.heldout is not None else {}
         if not self.diversity.enabled:
-            return {}
+            return out
         self.rendered = step, images = step, self.render_grid()
-        return {"sample_diversity": round(self.diversity.ratio(images), 4)}
+        return {"sample_diversity": round(self.diversity.ratio(images), 4), **out}
 
     def draw(self, step: int, folder: RunFolder) -> None:
         from postergen.provenance import png_info
@@ -200,7 +208,7 @@ class GANTask(Task):
         self.rendered = None
         rows = ",".join(self.genres) if self.genres else "all"
         save_grid(images, per_row, folder.sample_grid(step),
-                  png_info(str(folder.path), step, None, rows, fixed_noise="true"))
+                  png_info(run_name(folder.path), step, None, rows, fixed_noise="true"))
         if self.tb is not None:
             from torchvision.utils import make_grid
             self.tb.add_image("samples", make_grid(images, nrow=per_row), step)
@@ -213,19 +221,21 @@ class GANTask(Task):
         self.collapse_watch.history(rows)  # a resumed run keeps its best sample_diversity
 
     def plot(self, rows: list[dict]) -> bytes | None:
-        return loss_plot(rows, d_overpowering(rows) + diversity_drops(rows))
+        return loss_plot(rows, d_overpowering(rows) + diversity_drops(rows) + d_memorising(rows))
 
     def epoch_of(self, step: int) -> int:
         return self.batches.epoch_of(step)
 
-    def agree_stop(self, stop: bool, step: int) -> bool:
-        """Single process: every step. Under torchrun, ranks agree at log steps (one tiny all-reduce)."""
+    def agree_stop(self, stop: int, step: int) -> int:
+        """Single process: every step. Under torchrun, ranks agree at log steps only (one tiny all-reduce,
+        the max of their stop codes): a stop comes up to log_every - 1 steps late, but on CUDA no step
+        waits on the device for it, as log steps wait anyway (read_stats)."""
         if not self.dist.enabled:
             return stop
         if step % self.cfg.log_every:
-            return False
-        flag = torch.tensor(1 if stop else 0, device=self.device)
-        return bool(self.dist.all_reduce(flag, op="max"))
+            return 0
+        flag = torch.tensor(int(stop), device=self.device)
+        return int(self.dist.all_reduce(flag, op="max"))
 
     def summary(self) -> dict:
         return {"device": str(self.device), "world_size": self.dist.world,
@@ -274,7 +284,7 @@ def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = 
         if note:
             echo(note)
         # the data it trains on from now on (a moved dataset's new path; a fingerprint for older runs)
-        data = {**saved["dataset"], **dataset_record(ds)}
+        data = {**saved["dataset"], **dataset_record(ds, run)}
         return cfg, {**saved, "kind": "gan", "arch": run_kind(saved)[1], "train": dataclasses.asdict(cfg),
                      "dataset": data}
     H, W = ds.meta["size"]
@@ -283,7 +293,7 @@ def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = 
         model_cfg = cfg.model_config(H, W, len(genres), registry.get(cfg.arch, kind="gan").config)
     except ValueError as e:
         raise UserError(f"--arch {cfg.arch}: {e}") from None
-    return cfg, gan_config(cfg, model_cfg, genres, ds)
+    return cfg, gan_config(cfg, model_cfg, genres, ds, run)
 
 
 def check_train(cfg: TrainConfig) -> None:
@@ -316,7 +326,8 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
             echo(f"note: --feature-start {cfg.feature_start} is not before the run's end (step {cfg.steps}): "
                  "D's feature part will not train in this run")
         if start is None and cfg.init_from:
-            config["init_from"], line = init_from(Path(cfg.init_from), task.m, model_cfg, config["arch"], genres)
+            config["init_from"], line = init_from(Path(cfg.init_from), task.m, model_cfg, config["arch"], genres, run)
+            config["train"]["init_from"] = config["init_from"]["path"]  # config.json names no absolute path
             if dist.main:
                 echo(line)
         if start is None:
@@ -324,7 +335,8 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
         else:
             if dist.main:
                 echo(f"resuming {run} at step {start['step']}")
-        schedule = Schedule(cfg.steps, cfg.log_every, cfg.sample_every, cfg.checkpoint_every, cfg.keep_checkpoints)
+        schedule = Schedule(cfg.steps, cfg.log_every, cfg.sample_every, cfg.checkpoint_every, cfg.keep_checkpoints,
+                            cfg.minutes)
         engine = Engine(task, run, config, schedule, start, lock, dist, cfg.tensorboard, echo)
         task.tb = engine.tb
         summary = engine.run()

@@ -96,6 +96,22 @@ def part_keys(parts: dict[str, str]) -> tuple[str, ...]:
     return keys + ((part_key(parts, "aux"),) if "aux" in parts else ())
 
 
+def freeze_blocks(D: nn.Module, n: int, name: str) -> None:
+    """FreezeD (Mo et al. 2020): D's first n blocks (its blocks(), nearest the image first) stop training.
+    Call before the optimisers and DDP are built: both take the parameters that require gradients then.
+    Only parameters freeze; BatchNorm statistics and spectral-norm estimates in those blocks still follow
+    the data. More blocks than D has: a ValueError naming the most it takes."""
+    if n == 0:
+        return
+    blocks = D.blocks() if hasattr(D, "blocks") else []
+    if n > len(blocks):
+        has = (f"has {len(blocks)} blocks to freeze" if blocks
+               else "has no blocks to freeze (what sees the image is frozen already, or it names none)")
+        raise ValueError(f"--freeze-d {n}: the {name} discriminator {has}; give --freeze-d {len(blocks)} at most")
+    for block in blocks[:n]:
+        block.requires_grad_(False)
+
+
 def trainable(module: nn.Module) -> list[nn.Parameter]:
     """The parameters an optimiser updates: those that require gradients when the model is built."""
     return [p for p in module.parameters() if p.requires_grad]

@@ -1,9 +1,10 @@
 """The one run lifecycle, for every kind of training (DESIGN.md); a Task plugs in what differs.
 
-The engine owns the run folder and its lock, a fresh start or a resume, the run's length, the
-progress bar, metrics.jsonl (and TensorBoard), periodic samples, atomic checkpoints behind the
-NaN/inf guard, SIGINT/SIGTERM and the RNG state. A task owns its models and optimisers, one
-training step, its statistics, and what it draws or validates at sample steps.
+The engine owns the run folder and its lock, a fresh start or a resume, the run's length (steps
+and a time budget, whichever ends first), the progress bar, metrics.jsonl (and TensorBoard),
+periodic samples, atomic checkpoints behind the NaN/inf guard, SIGINT/SIGTERM and the RNG state.
+A task owns its models and optimisers, one training step, its statistics, and what it draws or
+validates at sample steps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from postergen import checkpoint as ckpt
 from postergen.checkpoint import read_metrics
 from postergen.errors import TrainingDiverged, UserError, out_of_memory
 from postergen.files import os_error, write_atomic
-from postergen.runfolder import RunFolder, RunLock
+from postergen.runfolder import RunFolder, RunLock, dataset_name, relative_path
 from postergen.runtime import Dist, StopFlag
 
 
@@ -34,6 +35,14 @@ class Schedule:
     sample_every: int
     checkpoint_every: int
     keep_checkpoints: int
+    minutes: float = 0.0  # time budget: the run's training seconds in all sessions, / 60; 0: none
+
+
+# The engine's clock, read between steps; tests replace it to make time without waiting.
+clock = time.perf_counter
+# Stop codes ranks agree on (their max wins, so a signal outranks the budget). A budget stop is the
+# run's planned end (its step logs, samples and saves like the last one); a signal stop only saves.
+GO_ON, OUT_OF_TIME, SIGNALLED = 0, 1, 2
 
 
 def steps_for(length: str, value: float, images_per_step: int, dataset_size: int) -> int:
@@ -66,11 +75,14 @@ def resume_config(cfg_class, saved: dict, given: dict, resumable: set[str], run:
 SAMPLED_POSTERS = 256  # posters whose pixels the fingerprint hashes: cheap at any dataset size
 
 
-def dataset_record(ds) -> dict:
-    """config.json's "dataset": where it was and a fingerprint of what it is (count, size, genres,
-    content), so a resume can tell other posters from the same posters moved elsewhere."""
-    return {"path": str(ds.path.resolve()), "count": len(ds), "size": list(ds.meta["size"]),
-            "genres": list(ds.genres), "content": _content_hash(ds)}
+def dataset_record(ds, run: Path) -> dict:
+    """config.json's "dataset": where it is from the run folder (relative, so the two can move together;
+    null where only an absolute path would do: runs are shared, and that path names its owner), its
+    folder name, and a fingerprint of what it is (count, size, genres, content), so a resume can tell
+    other posters from the same posters moved elsewhere."""
+    return {"path": relative_path(ds.path, run), "name": ds.path.resolve().name, "count": len(ds),
+            "size": list(ds.meta["size"]), "genres": list(ds.genres), "content": _content_hash(ds),
+            "held_out": len(ds.held_out)}  # posters no training draws (prepare --holdout; in content too)
 
 
 def _content_hash(ds) -> str:
@@ -94,16 +106,18 @@ def check_dataset(saved: dict, ds, run: Path, allow: bool) -> str | None:
     fingerprints record no content: they are checked only on what they record (size, genres)."""
     if "content" not in saved:
         return None
-    now = dataset_record(ds)
+    now = {"count": len(ds), "genres": list(ds.genres), "content": _content_hash(ds)}
     if saved["count"] != now["count"]:
         what = f"{now['count']} posters, the run's had {saved['count']}"
     elif saved.get("genres") != now["genres"]:
         what = f"genres {', '.join(now['genres']) or 'none'}, the run's were {', '.join(saved['genres']) or 'none'}"
+    elif saved.get("held_out", 0) != len(ds.held_out):  # the posters it trains on differ
+        what = f"{len(ds.held_out)} posters held out, the run's had {saved.get('held_out', 0)}"
     elif saved["content"] != now["content"]:
         what = "other posters (the same count and genres, different content)"
     else:
         return None
-    where = f"{ds.path} is not the dataset {run} was trained on ({saved['path']}): {what}"
+    where = f"{ds.path} is not the dataset {run} was trained on ({dataset_name(saved)}): {what}"
     if not allow:
         raise UserError(f"{where}; give --allow-other-data to continue on it anyway")
     return f"note: {where}; continuing on it (--allow-other-data)"
@@ -162,8 +176,9 @@ class Task:
     def epoch_of(self, step: int) -> int:
         return 0
 
-    def agree_stop(self, stop: bool, step: int) -> bool:
-        """Under torchrun every rank must stop at the same step."""
+    def agree_stop(self, stop: int, step: int) -> int:
+        """The stop code (GO_ON, OUT_OF_TIME, SIGNALLED) every rank acts on: under torchrun every rank
+        must stop at the same step, the same way."""
         return stop
 
     def summary(self) -> dict:
@@ -189,6 +204,8 @@ class Engine:
                 ckpt.set_rng_state(start["rng"])  # bit-exact continuation
             else:  # one saved stream cannot serve several ranks: a fresh, distinct stream per rank
                 task.reseed(self.step)
+        if start and dist.main:  # what the run now trains with: new --steps, a moved dataset's new place
+            write_atomic(self.folder.config, json.dumps(config, indent=1))
         self.rows = read_metrics(self.folder.metrics, up_to_step=self.step) if dist.main else []
         task.history(self.rows)
         self.tb = _tensorboard(self.folder, self.step) if tensorboard and dist.main else None
@@ -236,32 +253,45 @@ class Engine:
 
     # -----------------------------------------------------------------------------------------
 
+    def spent(self) -> bool:
+        """The time budget is used up: the run's training seconds (every session's) reached it."""
+        return self.schedule.minutes > 0 and self.seconds >= self.schedule.minutes * 60
+
+    def lap(self) -> None:
+        """Count the wall time since the last lap as training time (logging, samples and saves included)."""
+        now = clock()
+        self.seconds += now - self.lap_start
+        self.lap_start = now
+
     def run(self) -> dict:
         s = self.schedule
-        bar = tqdm(total=s.steps, initial=self.step, unit="step", desc=self.task.kind, dynamic_ncols=True,
-                   disable=None if self.dist.main else True)
-        t_log, steps_since = time.perf_counter(), 0
-        stopped = failed = False
+        bar = self._bar()
+        code = OUT_OF_TIME if self.spent() else GO_ON  # the same on every rank: the checkpoint's seconds
+        failed = False
         try:
             with StopFlag() as stop:
-                while self.step < s.steps and not stopped:
-                    t0 = time.perf_counter()
+                self.lap_start = t_log = clock()
+                steps_since = 0
+                while self.step < s.steps and code == GO_ON:
                     self.task.step(self.step)
                     self.step += 1
                     steps_since += 1
-                    bar.update(1)
-                    last = self.step == s.steps
+                    self.lap()
+                    # rank 0's clock decides, so every rank stops at the same step (agree_stop)
+                    mine = SIGNALLED if stop else OUT_OF_TIME if self.dist.main and self.spent() else GO_ON
+                    code = self.task.agree_stop(mine, self.step)
+                    last = self.step == s.steps or code == OUT_OF_TIME
                     extra = self.task.validate(self.step) if self.step % s.sample_every == 0 or last else {}
                     if self.step % s.log_every == 0 or last or extra:
-                        self.log(time.perf_counter() - t_log, steps_since, extra, bar)
-                        t_log, steps_since = time.perf_counter(), 0
+                        self.log(clock() - t_log, steps_since, extra, bar)
+                        t_log, steps_since = clock(), 0
                     if self.step % s.sample_every == 0 or last:
                         self.sample()
                     if self.step % s.checkpoint_every == 0 or last:
                         self.save()
-                    self.seconds += time.perf_counter() - t0  # wall time: logging and saving included
-                    stopped = self.task.agree_stop(bool(stop), self.step)
-                if stopped and self.step != self.last_saved:
+                    self.lap()
+                    self._show(bar)
+                if code == SIGNALLED and self.step != self.last_saved:
                     self.save()
         except TrainingDiverged as e:
             failed = True
@@ -281,9 +311,31 @@ class Engine:
         finally:
             bar.close()
             self._close(failed)
-        return {"run": str(self.folder.path), "step": self.step, "interrupted": stopped,
-                "seconds": round(self.seconds, 1), "samples": str(self.folder.samples),
-                "latest": str(self.folder.latest), **self.task.summary()}
+        return {"run": str(self.folder.path), "step": self.step, "interrupted": code == SIGNALLED,
+                "seconds": round(self.seconds, 1), "minutes": s.minutes, "out_of_time": code == OUT_OF_TIME,
+                "samples": str(self.folder.samples), "latest": str(self.folder.latest), **self.task.summary()}
+
+    def _bar(self) -> tqdm:
+        """Steps done of the run's steps or, with a time budget, seconds trained of the budget."""
+        hide = None if self.dist.main else True
+        if not self.schedule.minutes:
+            return tqdm(total=self.schedule.steps, initial=self.step, unit="step", desc=self.task.kind,
+                        dynamic_ncols=True, disable=hide)
+        budget = self.schedule.minutes * 60
+        return tqdm(total=budget, initial=min(self.seconds, budget), desc=self._time_left(), dynamic_ncols=True,
+                    disable=hide, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
+
+    def _time_left(self) -> str:
+        left = max(0.0, self.schedule.minutes * 60 - self.seconds)
+        return f"{self.task.kind} step {self.step}, {tqdm.format_interval(left)} left"
+
+    def _show(self, bar: tqdm) -> None:
+        """One step more on the bar, or with a time budget: the seconds trained, and the time left."""
+        if not self.schedule.minutes:
+            bar.update(1)
+            return
+        bar.set_description_str(self._time_left(), refresh=False)
+        bar.update(min(self.seconds, self.schedule.minutes * 60) - bar.n)
 
     def last_good(self) -> str:
         good = self.folder.step_checkpoints()

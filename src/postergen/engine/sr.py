@@ -37,7 +37,7 @@ from postergen.engine.run import (
 from postergen.errors import TrainingDiverged, UserError
 from postergen.models import registry
 from postergen.models.sr import SRConfig, SRNet, check_sr, sr_forward
-from postergen.runfolder import RunFolder
+from postergen.runfolder import RunFolder, dataset_name
 from postergen.runtime import autocast, pick_device, resolve_precision
 
 SR_DEFAULTS = SRConfig()  # the model's defaults live in SRConfig only
@@ -54,6 +54,8 @@ class SRTrainConfig:
     blocks: int = doc_field(SR_DEFAULTS.blocks, "residual blocks (edsr)")
     # duration and optimisation
     steps: int = doc_field(6000, "training steps (one Adam update on one batch each); 6000 x4 steps: ~10 min on 1 CPU core")
+    minutes: float = doc_field(0.0, "time budget: stop once the run has trained this many minutes in all "
+                                    "(docs/training.md); 0: none")
     batch: int = doc_field(16, "crops per step")
     patch: int = doc_field(32, "low-resolution crop side in pixels; the high-resolution crop is patch x scale")
     lr: float = doc_field(5e-4, "Adam learning rate")
@@ -82,7 +84,7 @@ class SRTrainConfig:
 
 
 # Fields a resumed run may change: how long it runs, how it reports, where it runs.
-SR_RESUMABLE = {"steps", "log_every", "val_every", "checkpoint_every", "keep_checkpoints", "device", "precision"}
+SR_RESUMABLE = {"steps", "minutes", "log_every", "val_every", "checkpoint_every", "keep_checkpoints", "device", "precision"}
 JPEG_MAX_QUALITY = 95
 MAX_PATCH = 512  # low-resolution crop side in pixels (a 512 px dataset at x2 is 256)
 MAX_VAL_POSTERS = 1_000_000
@@ -216,7 +218,8 @@ class Crops:
     def __init__(self, ds: PosterDataset, split: Split, cfg: SRTrainConfig, device: torch.device) -> None:
         self.images, self.cfg, self.device = ds.images, cfg, device
         self.side = cfg.patch * cfg.scale
-        self.count = split.train
+        self.ids = training_ids(ds, split)  # permutation position -> poster (the identity without held-out ones)
+        self.count = len(self.ids)
         self.steps_per_epoch = self.count // cfg.batch
         self._perm: tuple[int, torch.Tensor] | None = None
 
@@ -226,7 +229,8 @@ class Crops:
     def _indices(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.steps_per_epoch)
         if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, torch.randperm(self.count, generator=step_generator(self.cfg.seed, epoch, stream=1)))
+            perm = torch.randperm(self.count, generator=step_generator(self.cfg.seed, epoch, stream=1))
+            self._perm = (epoch, self.ids[perm])
         return self._perm[1][i * self.cfg.batch:(i + 1) * self.cfg.batch]
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,6 +248,11 @@ class Crops:
         return hr, degrade(hr, self.cfg.scale, self.cfg, gen).to(self.device)
 
 
+def training_ids(ds: PosterDataset, split: Split) -> torch.Tensor:
+    """The posters SR trains on: its own split's training part, less the dataset's held-out posters."""
+    return torch.from_numpy(ds.training[ds.training < split.train])
+
+
 def val_pairs(ds: PosterDataset, split: Split, cfg: SRTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole held-out posters (cropped to a multiple of the scale) and their clean LR: uint8, CPU."""
     n = split.val if cfg.val_posters == 0 else min(split.val, cfg.val_posters)
@@ -256,10 +265,10 @@ def val_pairs(ds: PosterDataset, split: Split, cfg: SRTrainConfig) -> tuple[torc
 # ---------------------------------------------------------------------------------------------
 # Configuration: fresh, or the run's own on --resume
 
-def _run_config(cfg: SRTrainConfig, ds: PosterDataset, split: Split) -> dict:
+def _run_config(cfg: SRTrainConfig, ds: PosterDataset, split: Split, run: Path) -> dict:
     return {"postergen": __version__, "kind": "sr", "arch": cfg.arch, "train": dataclasses.asdict(cfg),
             "model": dataclasses.asdict(cfg.model_config()),
-            "dataset": {**dataset_record(ds), "train": split.train, "val": split.val}}
+            "dataset": {**dataset_record(ds, run), "train": split.train, "val": split.val}}
 
 
 def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
@@ -269,8 +278,9 @@ def _check_data(ds: PosterDataset, cfg: SRTrainConfig) -> Split:
         raise UserError(f"{ds.path}: posters are {W}x{H}, smaller than one training crop of {side} px "
                         f"(patch {cfg.patch} x scale {cfg.scale}); prepare at a larger --size or lower --patch")
     split = Split.of(len(ds), cfg.val_fraction)
-    if split.train < cfg.batch:
-        raise UserError(f"{ds.path}: {split.train} training posters (after holding out {split.val}) "
+    train = len(training_ids(ds, split))
+    if train < cfg.batch:
+        raise UserError(f"{ds.path}: {train} training posters (after holding out {len(ds) - train}) "
                         f"is fewer than one batch of {cfg.batch}")
     return split
 
@@ -386,21 +396,22 @@ def train_sr(dataset_hr: Path, run: Path, cfg: SRTrainConfig, resume: bool = Fal
             saved = start["config"]
             cfg = resumed_config(saved, cfg, set(changed), run)
             if [saved["dataset"][k] for k in ("count", "size")] != [len(ds), ds.meta["size"]]:
-                raise UserError(f"{run} was trained on {saved['dataset']['path']} ({saved['dataset']['count']} "
+                raise UserError(f"{run} was trained on {dataset_name(saved['dataset'])} ({saved['dataset']['count']} "
                                 f"posters at {saved['dataset']['size']}); {ds.path} does not match")
             note = check_dataset(saved["dataset"], ds, run, allow_other_data)
             if note:
                 print(note)
             split = Split(saved["dataset"]["train"], saved["dataset"]["val"])
-            data = {**saved["dataset"], **dataset_record(ds)}  # the data it trains on from now on
+            data = {**saved["dataset"], **dataset_record(ds, run)}  # the data it trains on from now on
             config = {**saved, "arch": cfg.arch, "train": dataclasses.asdict(cfg), "dataset": data}
         else:
             split = _check_data(ds, cfg)
-            config = _run_config(cfg, ds, split)
+            config = _run_config(cfg, ds, split, run)
         task = SRTask(ds, cfg, split, pick_device(cfg.device))
         if start is None:
             start_fresh(run, config, force)
-        schedule = Schedule(cfg.steps, cfg.log_every, cfg.val_every, cfg.checkpoint_every, cfg.keep_checkpoints)
+        schedule = Schedule(cfg.steps, cfg.log_every, cfg.val_every, cfg.checkpoint_every, cfg.keep_checkpoints,
+                            cfg.minutes)
         summary = Engine(task, run, config, schedule, start, lock).run()
     last_val = next((r for r in reversed(read_metrics(RunFolder(run).metrics)) if "val_psnr" in r), {})
     return {**summary, **{k: v for k, v in last_val.items() if k.startswith("val_")}}

@@ -152,6 +152,23 @@ class Stepper:
         return stats | {"d_real": torch.sigmoid(real_v.logits.detach().float()).mean(),
                         "d_fake": torch.sigmoid(fake_v.logits.detach().float()).mean()}
 
+    @torch.no_grad()
+    def d_output(self, real: torch.Tensor, genres: torch.Tensor | None) -> float:
+        """D's mean output (mean sigmoid of its logits, as d_real) on images as they are: no augmentation, no
+        label dropout, outside any CUDA graph, D in eval mode so nothing of it changes (spectral norm takes
+        no power step; BatchNorm uses its running statistics, which are not those of a training batch, so
+        compare such numbers only with each other)."""
+        D, was = self.m.D, self.m.D.training
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        D.eval()
+        try:
+            with self.autocast:
+                logits = self._judge(D, real, genres if self.conditional else None).logits
+        finally:
+            D.train(was)
+        return float(torch.sigmoid(logits.float()).mean())
+
     def g_update(self, batch: int, genres: torch.Tensor | None, staged: bool = False) -> dict[str, torch.Tensor]:
         """One G update; -> loss_g and its parts."""
         m = self.m

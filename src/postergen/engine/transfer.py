@@ -12,15 +12,15 @@ is copied (z comes before the genre embedding in G's input) and the rest stays f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from postergen.checkpoint import check_kind, load_checkpoint, run_kind
+from postergen.checkpoint import check_kind, load_checkpoint, run_kind, weights_fingerprint
 from postergen.errors import UserError
 from postergen.models import registry
+from postergen.runfolder import relative_path
 
 # Model fields that may differ between parent and child: the genres are mapped by name.
 GENRE_FIELDS = ("n_genres",)
@@ -28,11 +28,12 @@ GENRE_FIELDS = ("n_genres",)
 
 def load_parent(path: Path) -> tuple[dict, dict]:
     """-> ({"G", "G_ema", "D"} state dicts, some None; the parent's config dict)."""
-    from postergen.weights import read_export
+    from postergen.weights import export_in, read_export
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"--init-from {path}: no such run folder, checkpoint or export")
+    path = export_in(path) or path  # an export folder: its generator
     if path.suffix == ".safetensors":
         state, config = read_export(path)
         return {"G": state, "G_ema": state, "D": None}, config  # an export is one (usually EMA) G
@@ -40,16 +41,6 @@ def load_parent(path: Path) -> tuple[dict, dict]:
     config = {**ckpt["config"], "step": ckpt.get("step")}
     check_kind(config, "gan", path, "--init-from")
     return {"G": ckpt["G"], "G_ema": ckpt.get("G_ema") or ckpt["G"], "D": ckpt.get("D")}, config
-
-
-def weights_fingerprint(state: dict) -> str:
-    """16 hex digits of a hash over a state dict's tensors (names, shapes and values)."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        digest.update(f"{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d tensors (BN counts) too
-    return digest.hexdigest()[:16]
 
 
 def check_compatible(parent: dict, child_model, arch: str, where: Path) -> None:
@@ -109,8 +100,9 @@ def carry(module: nn.Module, parent: dict, axes: dict[str, int], genres: list[st
     return fresh
 
 
-def init_from(path: Path, models, model_cfg, arch: str, genres: list[str]) -> tuple[dict, str]:
-    """Load PARENT into the new run's G, EMA G and D -> (config.json's init_from record, one line)."""
+def init_from(path: Path, models, model_cfg, arch: str, genres: list[str], run: Path | None = None) -> tuple[dict, str]:
+    """Load PARENT into the new run's G, EMA G and D -> (config.json's init_from record, one line). The
+    record names the parent relative to `run` (or by its name), never by an absolute path."""
     states, parent = load_parent(path)
     check_compatible(parent, model_cfg, arch, path)
     g_axes, d_axes = genre_axes(arch, model_cfg)
@@ -127,6 +119,7 @@ def init_from(path: Path, models, model_cfg, arch: str, genres: list[str]) -> tu
             f"; genres: {len(kept)} kept, {len(genres) - len(kept)} new, "
             f"{len([g for g in parent_genres if g not in genres])} of the parent's dropped"
             + (f"; {fresh} tensors start fresh or partly fresh (conditioning differs)" if fresh else ""))
-    record = {"path": str(path), "weights": weights_fingerprint(states["G"]), "arch": run_kind(parent)[1],
+    shown = (relative_path(path, run) if run is not None else None) or Path(path).name
+    record = {"path": shown, "weights": weights_fingerprint(states["G"]), "arch": run_kind(parent)[1],
               "genres": parent_genres, "step": parent.get("step")}
     return record, line

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from postergen.files import shared_name
 from postergen.metrics.featurecache import cached
 from postergen.metrics.perceptual import grid_features
 from postergen.metrics.registry import MetricInputs, register_metric
@@ -64,7 +65,7 @@ def training_descriptors(inputs: MetricInputs, cfg: CopiesConfig) -> tuple[torch
                 "mirrored": descriptors(ds.images, cfg, inputs.device, inputs.progress, mirror=True)}
 
     tensors, how = cached(ds, path, settings, compute, inputs.feature_cache)
-    return tensors["plain"], tensors["mirrored"], f"{how} {path}"
+    return tensors["plain"], tensors["mirrored"], f"{how} {shared_name(path)}"
 
 
 def nearest(queries: torch.Tensor, train: torch.Tensor, train_mirrored: torch.Tensor, chunk: int = 4096,

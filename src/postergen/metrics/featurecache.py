@@ -18,6 +18,7 @@ import torch
 
 from postergen.checkpoint import atomic_save
 from postergen.data.dataset import PosterDataset
+from postergen.files import shared_name
 from postergen.metrics.perceptual import PerceptualConfig, perceptual_features, weights_file
 from postergen.metrics.registry import MetricInputs
 
@@ -102,7 +103,7 @@ def training_features(inputs: MetricInputs) -> torch.Tensor:
         feats, how = dataset_features(inputs.dataset, inputs.perceptual, inputs.device, inputs.progress,
                                       inputs.feature_cache)
         inputs.cache["training_features"] = feats
-        inputs.cache["training_features_source"] = f"{how} {cache_path(inputs.dataset, inputs.perceptual)}"
+        inputs.cache["training_features_source"] = f"{how} {shared_name(cache_path(inputs.dataset, inputs.perceptual))}"
     return inputs.cache["training_features"]
 
 

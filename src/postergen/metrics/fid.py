@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from postergen.errors import UserError
+from postergen.files import home_relative
 from postergen.metrics.registry import MetricInputs, register_metric
 
 # The file name torch-fidelity's downloader gives the weights in torch.hub's cache (v0.2.0 release).
@@ -189,7 +190,7 @@ def fid_metric(inputs: MetricInputs, cfg: FIDConfig) -> dict:
     weights = inception_weights_path(inputs.inception_weights)
     if weights is None:
         return {"skipped": f"no InceptionV3 weights (pass --inception-weights FILE, or put {INCEPTION_FILE} "
-                           f"in {Path(torch.hub.get_dir()) / 'checkpoints'}); nothing is downloaded"}
+                           f"in {home_relative(Path(torch.hub.get_dir()) / 'checkpoints')}); nothing is downloaded"}
     try:
         extractor = inception_extractor(weights).to(inputs.device)
     except ImportError:

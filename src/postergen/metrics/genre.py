@@ -22,6 +22,7 @@ from torch import nn
 
 from postergen.checkpoint import atomic_save
 from postergen.data.dataset import PosterDataset
+from postergen.files import shared_name
 from postergen.metrics.pixels import downsample
 from postergen.metrics.registry import MetricInputs, register_metric
 
@@ -176,4 +177,4 @@ def genre_metric(inputs: MetricInputs, cfg: GenreConfig) -> dict:
     fake = genre_fidelity(model, inputs.generate, inputs.genres, cfg, inputs.seed)
     return {"real_auc": holdout["auc"], "real_top1": holdout["top1"],
             "fake_auc": fake["auc"], "fake_top1": fake["top1"], "per_genre_top1": fake["per_genre_top1"],
-            "classifier": f"{'cached' if cached else 'trained'} {inputs.dataset.path / CACHE_FILE}"}
+            "classifier": f"{'cached' if cached else 'trained'} {shared_name(inputs.dataset.path / CACHE_FILE)}"}

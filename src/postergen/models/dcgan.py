@@ -123,6 +123,12 @@ class Discriminator(nn.Module):
         if cfg.n_genres:
             self.genre_embed = sn(nn.Linear(cfg.n_genres, widths[-1], bias=False))
 
+    def blocks(self) -> list[nn.Module]:
+        """Its stride-2 layers (conv [+ BatchNorm] + LeakyReLU), nearest the image first (models/verdict.py);
+        the last conv and the genre projection are the head, which always trains."""
+        starts = [i for i, layer in enumerate(self.main) if isinstance(layer, nn.Conv2d)]  # the last is the head's
+        return [self.main[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None) -> torch.Tensor:
         batch = x.shape[0]
         check_genres(genres, batch, self.cfg.n_genres)

@@ -45,6 +45,10 @@ class EnsembleDiscriminator(nn.Module):
         self.base = dcgan.Discriminator(cfg)
         self.features = ProjectedDiscriminator(cfg)
 
+    def blocks(self) -> list[nn.Module]:
+        """The base part's (the feature part looks through a network frozen already)."""
+        return self.base.blocks()
+
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None,
                 staged: bool = True) -> Judged:
         base = self.base(x, genres)

@@ -214,6 +214,13 @@ class Discriminator(nn.Module):
         self.decode_all = _decoder(last, D_LAST, min(cfg.width, MAX_RECON), cfg.ndf)
         self.decode_quarter = _decoder(_d_width(cfg, 2 * D_LAST), D_LAST, min(cfg.width // 2, MAX_RECON), cfg.ndf)
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem, then each down block with the skip-layer excitation that joins its output, nearest the
+        image first (models/verdict.py); the head and the decoders always train."""
+        levels = [nn.ModuleList([self.downs[str(k)], *([self.sle[str(k)]] if str(k) in self.sle else [])])
+                  for k in self.sizes]
+        return [self.stem, *levels]
+
     def forward(self, x: torch.Tensor, genres: torch.Tensor | None = None, reconstruct: bool = False) -> Judged:
         batch = x.shape[0]
         check_genres(genres, batch, self.cfg.n_genres)

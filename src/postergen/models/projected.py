@@ -133,6 +133,11 @@ class ProjectedDiscriminator(nn.Module):
         sizes = [max(s[2], s[3]) * 2 for s in shapes]  # after cross-scale mixing's x2
         self.discs = nn.ModuleList(MiniD(c, s, cfg.n_genres, cfg.ndf) for c, s in zip(self.project.channels, sizes))
 
+    def blocks(self) -> list[nn.Module]:
+        """None to freeze (models/verdict.py): what sees the image (the network, the projections) is frozen
+        already; only the small per-scale heads train."""
+        return []
+
     @property
     def network(self) -> nn.Module:
         return self._frozen[0]

@@ -15,6 +15,9 @@ so the step, the objective and DDP set-up treat every D alike and never ask for 
   metrics.jsonl: "staged" as loss_d_<name> and loss_g_<name>, "aux" as loss_<name>.
 - IDLE_PARTS [()]: submodules a step may leave unused; DDP then looks for unused parameters.
 - init_weights() [PyTorch's init]: its own initialisation, run once when the registry builds it.
+- blocks() [none: nothing to freeze]: the modules `--freeze-d N` freezes (FreezeD), nearest the image
+  first; the first N stop training before any optimiser is built. A D whose image side is frozen
+  already (the projected D) returns [], and `--freeze-d` with it is a one-line error.
 - ABOUT: its one line in `postergen train --help`.
 
 A generator says init_weights() too; its one line is its registry entry's `about`.

@@ -14,6 +14,7 @@ from postergen import __version__
 from postergen.diagnose import Finding, Thresholds, diagnose
 from postergen.files import write_atomic
 from postergen.report import html, sections
+from postergen.runfolder import run_name
 
 __all__ = ["report", "diagnose", "Finding", "Thresholds"]
 
@@ -42,5 +43,5 @@ def report(run: Path, out: Path | None = None, sample_n: int = 8, device: str = 
     footer = f"postergen {__version__} - report written {time.strftime('%Y-%m-%d %H:%M')}"
     out = Path(out) if out is not None else run / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, html.page(f"postergen report: {run.name}", body, footer))
+    write_atomic(out, html.page(f"postergen report: {run_name(run)}", body, footer))
     return out

@@ -20,11 +20,20 @@ from PIL import Image
 from postergen import plots
 from postergen.checkpoint import check_kind, read_metrics
 from postergen.data.dataset import open_dataset
-from postergen.diagnose import Finding, diagnose
+from postergen.diagnose import ADVICE_MEMORISING, Finding, diagnose, heldout_gaps
 from postergen.draw import genre_vectors, noise, render
 from postergen.errors import UserError
 from postergen.report import figures, html
-from postergen.runfolder import GAN_MODEL_FIELDS, RunFolder, read_config
+from postergen.runfolder import (
+    GAN_MODEL_FIELDS,
+    RunFolder,
+    dataset_name,
+    dataset_path,
+    read_config,
+    run_name,
+    withhold_paths,
+)
+from postergen.runtime import pick_device
 from postergen.weights import load_generator
 
 PROGRESSION_SHOWN = 12  # sample grids shown as stills, evenly spaced over training
@@ -62,10 +71,10 @@ def load_run(run: Path, device: str = "cpu") -> RunInfo:
     rows = [r for r in read_metrics(folder.metrics) if isinstance(r, dict) and "step" in r]
     info = RunInfo(run, config, rows, diagnose(rows))
     try:
-        info.G, loaded = load_generator(run, ema=True, device=device)
+        info.G, loaded = load_generator(run, ema=True, device=pick_device(device))  # 'auto' too
         info.step, info.device = loaded["step"], next(info.G.parameters()).device
-    except UserError as e:
-        info.missing_G = str(e)
+    except UserError as e:  # shown in the report: the run by name, not by the path it was given as
+        info.missing_G = str(e).replace(str(Path(run).resolve()), run_name(run)).replace(str(run), run_name(run))
     else:
         _check_agrees(folder, config, loaded)
     return info
@@ -95,28 +104,37 @@ def header(info: RunInfo) -> str:
     step = info.step if info.step is not None else last.get("step", 0)
     speed = [r["img_per_s"] for r in info.rows if isinstance(r.get("img_per_s"), (int, float))]
     facts = [
-        ("run folder", str(info.path.resolve())),
+        ("run folder", run_name(info.path)),  # by name: reports are shared, and a path tells whose files these are
         ("preset", str(train.get("preset", "?"))),
         ("image size", f"{model['width']} x {model['height']} px (W x H)"),
         ("genres", ", ".join(genres) if genres else "none (unconditional)"),
         ("steps trained", f"{step} of {train.get('steps', '?')}" + (f" ({last['kimg']:g} thousand images seen)"
                                                                     if "kimg" in last else "")),
-        ("dataset", f"{cfg.get('dataset', {}).get('path', '?')} ({cfg.get('dataset', {}).get('count', '?')} posters)"),
+        ("dataset", _dataset_fact(cfg.get("dataset"))),
         *([("started from", _parent(cfg["init_from"]))] if isinstance(cfg.get("init_from"), dict) else []),
         ("started", _date(RunFolder(info.path).config)),
         ("last written", _date(*_progress_files(info.path))),
     ]
     if speed:
         facts.append(("speed", f"{float(np.median(speed)):.0f} images/s (median)"))
-    config_rows = [(k, value_text(v)) for k, v in flatten(cfg)]
-    return (f"<h1>Run {html.escape(info.path.name)}</h1>\n" + html.table(facts, cls="facts")
+    config_rows = [(k, value_text(withhold_paths(v))) for k, v in flatten(cfg)]
+    return (f"<h1>Run {html.escape(run_name(info.path))}</h1>\n" + html.table(facts, cls="facts")
             + html.details("Full configuration (config.json)", html.table(config_rows, ("setting", "value"))))
 
 
 def _parent(record: dict) -> str:
     """config.json's init_from as one line: which weights a fine-tuned run started from."""
     step = f" at step {record['step']}" if record.get("step") is not None else ""
-    return f"{record.get('path', '?')}{step} (weights {record.get('weights', '?')})"
+    return f"{withhold_paths(record.get('path', '?'))}{step} (weights {record.get('weights', '?')})"
+
+
+def _dataset_fact(record) -> str:
+    """The dataset by name, size and fingerprint: what identifies it wherever it is now."""
+    if not isinstance(record, dict):
+        return "?"
+    content = str(record.get("content", ""))
+    return (f"{dataset_name(record)} ({record.get('count', '?')} posters"
+            + (f", fingerprint {content[:23]}" if content else "") + ")")
 
 
 CONTENTS = (("losses", "loss curves"), ("health", "training health"), ("progression", "sample progression"),
@@ -153,8 +171,25 @@ def losses(info: RunInfo) -> str:
         text += (" Right: sample diversity, how much the fixed-noise posters of a row differ, against real "
                  "posters of that genre (1 = as varied); a fall under 0.5 and under half the run's best is mode "
                  "collapse (shaded red).")
-    return html.section("losses", "Loss curves", html.para(text) + html.img(
+    return html.section("losses", "Loss curves", html.para(text) + _heldout_gap(info) + html.img(
         plots.loss_plot(info.rows, info.findings), "loss curves of G and D, and D(x) / D(G(z))"))
+
+
+def _heldout_gap(info: RunInfo) -> str:
+    """The train-vs-held-out gap of D's output (engine/heldout.py) in words, with advice when it memorises."""
+    gaps = heldout_gaps(info.rows)
+    if not gaps:
+        return ""
+    (first, gap0, _), (last, gap1, _) = gaps[0], gaps[-1]
+    text = (f"Dotted: D's output on held-out posters it never trained on, and on training posters measured the "
+            f"same way (no augmentation, D in eval mode). The gap between them was {gap0:.2f} at step "
+            f"{first['step']} and {gap1:.2f} at step {last['step']}; a gap that grows means D is memorising its "
+            "training posters (ADA's Figure 1).")
+    memorising = [f for f in info.findings if f.kind == "memorising"]
+    if not memorising:
+        return html.para(text)
+    advice = f"D rates training posters above unseen ones: it is memorising; {ADVICE_MEMORISING}."
+    return html.para(text) + html.para(advice, "warn")
 
 
 def health(info: RunInfo) -> str:
@@ -163,7 +198,8 @@ def health(info: RunInfo) -> str:
     elif not info.findings:
         body = html.para(f"Healthy: over {len(info.rows)} metric lines (steps {info.rows[0]['step']} to "
                          f"{info.rows[-1]['step']}) no sign of D overpowering G, a climbing G loss, collapse "
-                         "cycles, a fall in sample diversity or NaN.", "ok")
+                         "cycles, a fall in sample diversity, D memorising its posters (with held-out ones) or NaN.",
+                         "ok")
     else:
         body = "".join(html.para(f.message, "warn") for f in info.findings)
     return html.section("health", "Training health", body)
@@ -250,14 +286,16 @@ def genre_grids(info: RunInfo, sample_n: int) -> str:
 
 def real_vs_generated(info: RunInfo, sample_n: int) -> str:
     title = "Real and generated posters"
-    data = Path(info.config.get("dataset", {}).get("path", ""))
-    if not data.is_dir():
-        return html.section("real", title, html.para(f"The dataset folder {data} is gone, so there are no real "
-                                                     "posters to show here.", "note"))
+    record = info.config.get("dataset", {})
+    data = dataset_path(info.path, record)
+    if data is None or not data.is_dir():
+        return html.section("real", title, html.para(f"The dataset folder {dataset_name(record)} is gone from where "
+                                                     "the run recorded it, so there are no real posters to show here.", "note"))
     try:
         ds = open_dataset(data)
-    except UserError as e:
-        return html.section("real", title, html.para(f"Real posters unavailable: {e}", "note"))
+    except UserError:  # its message names the path
+        return html.section("real", title, html.para(f"Real posters unavailable: {dataset_name(record)} is not "
+                                                     "a readable dataset folder.", "note"))
     n = min(sample_n, len(ds))
     idx = np.sort(torch.randperm(len(ds), generator=torch.Generator().manual_seed(REAL_SEED))[:n].numpy())
     real = torch.from_numpy(np.ascontiguousarray(ds.images[idx]))
@@ -293,7 +331,7 @@ def evaluation(info: RunInfo) -> str:
     run, parts = info.path, []
     result = _read_json(run / "eval.json")
     if isinstance(result, dict):
-        rows = [(k, value_text(v)) for k, v in flatten(result)]
+        rows = [(k, value_text(v)) for k, v in flatten(withhold_paths(result))]  # older results named paths
         parts.append("<h3>Newest evaluation (eval.json)</h3>" + html.table(rows, ("metric", "value")))
     curves = eval_series(_read_jsonl(run / "eval.jsonl"))
     if curves is not None:
@@ -302,11 +340,17 @@ def evaluation(info: RunInfo) -> str:
     if images:
         parts.append("<h3>Evaluation images</h3>" + "".join(html.img(_photo(p), p.name, p.name) for p in images))
     if not parts:
-        data = info.config.get("dataset", {}).get("path", "DATASET")
         parts.append(html.code_note("No evaluation yet. To measure quality, diversity and copying, run ",
-                                    EVAL_HINT.format(run=run, data=data),
+                                    _eval_hint(run, info.config.get("dataset")),
                                     " (add --all-checkpoints for metric curves over training)."))
     return html.section("evaluation", "Evaluation", "".join(parts))
+
+
+def _eval_hint(run: Path, record) -> str:
+    """The evaluate command as typed in the folder holding the run (so it names no absolute path)."""
+    data = dataset_path(Path(run_name(run)), record) if isinstance(record, dict) else None
+    shown = data.as_posix() if data is not None and not data.is_absolute() else "DATASET"
+    return EVAL_HINT.format(run=run_name(run), data=shown)
 
 
 def headline(series: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -346,7 +390,7 @@ def eval_images(run: Path, result) -> list[Path]:
     """PNGs under RUN/eval/, RUN/eval*.png, and PNG paths eval.json names that exist; each once."""
     found = sorted((run / "eval").rglob("*.png")) + sorted(run.glob("eval*.png"))
     if isinstance(result, dict):
-        found += [Path(v) for _, v in flatten(result) if isinstance(v, str) and v.lower().endswith(".png")]
+        found += [run / v for _, v in flatten(result) if isinstance(v, str) and v.lower().endswith(".png")]
     unique = {}
     for p in found:
         if p.is_file():

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from postergen.checkpoint import run_kind
 from postergen.errors import UserError
-from postergen.runfolder import RunFolder, check_config
+from postergen.runfolder import RunFolder, check_config, withhold_paths
+from postergen.weights import EXPORT_FILE, export_config
 
 UPSCALER_FOLDER = "sr"  # the preferred super-resolution run next to the GAN runs
 ACTIVE_SECONDS = 120  # a run that wrote metrics or samples this recently counts as still training
@@ -46,8 +47,19 @@ def is_run(folder: Path) -> bool:
     return run.config.is_file() or run.latest.is_file()
 
 
+def exports(folder: Path) -> list[str]:
+    """The generator files of an export folder (`postergen export -o FOLDER`, or NAME.safetensors files
+    with their model card), generator.safetensors first; [] for a run folder or a folder without any."""
+    if is_run(folder) or RunFolder(folder).checkpoints.is_dir():
+        return []
+    names = sorted(p.name for p in Path(folder).glob("*.safetensors") if p.is_file())
+    return sorted(names, key=lambda name: name != EXPORT_FILE)
+
+
 def kind(folder: Path) -> str:
     """'gan' or 'sr' from config.json (runs from before kinds were recorded, or unreadable: 'gan')."""
+    if exports(folder):
+        return "gan"
     try:
         return run_kind(read_config(folder))[0]
     except UserError:
@@ -71,7 +83,8 @@ def sr_runs(root: Path) -> list[Path]:
 
 
 def discover(root: Path) -> dict[str, Path]:
-    """-> {run id: folder}. A root that is a run is the only run; otherwise its immediate subfolders that are runs.
+    """-> {run id: folder}. A root that is a run is the only run; otherwise its immediate subfolders that are
+    runs or export folders; a root with none of those that is an export folder is the only one.
 
     A root the OS will not list is Unavailable (its message names no path: clients see it); a
     subfolder that cannot be read is skipped, so one locked folder does not hide the other runs.
@@ -90,16 +103,25 @@ def discover(root: Path) -> dict[str, Path]:
         if folder.name.startswith("."):
             continue
         try:
-            if folder.is_dir() and is_gan_run(folder):  # SR runs are upscalers, not poster runs
+            if folder.is_dir() and (is_gan_run(folder) or exports(folder)):  # SR runs are upscalers
                 runs[folder.name] = folder
         except OSError:
             continue
+    if not runs and exports(root):  # after the subfolders: an export saved beside runs hides none of them
+        return {root.name: root}
     return runs
 
 
 def read_config(run: Path) -> dict:
-    """The run's config.json ({} before training writes it); Unavailable when it is unreadable, not an
-    object, or a field readers use is missing or of the wrong type (runfolder.check_config)."""
+    """The run's config.json ({} before training writes it), or an export's from its metadata; Unavailable
+    when it is unreadable, not an object, or a field readers use is missing or of the wrong type
+    (runfolder.check_config)."""
+    files = exports(run)
+    if files:
+        try:
+            return export_config(run / files[0])
+        except UserError:  # its message names the absolute path: clients see this one
+            raise Unavailable(f"{run.name}/{files[0]}: not a readable postergen export") from None
     try:
         config = json.loads(RunFolder(run).config.read_text())
     except FileNotFoundError:
@@ -128,7 +150,9 @@ def genre_list(config: dict) -> list[str]:
 
 
 def checkpoints(run: Path) -> list[str]:
-    """Checkpoint file names, latest.pt first, then steps newest first."""
+    """Checkpoint file names, latest.pt first, then steps newest first; an export folder's generator files."""
+    if exports(run):
+        return exports(run)
     folder, latest = RunFolder(run).checkpoints, RunFolder.LATEST
     names = [p.name for p in folder.glob("*.pt") if CHECKPOINT_NAME.match(p.name)] if folder.is_dir() else []
     return sorted(names, key=lambda n: (n != latest, -int(n[5:-3]) if n != latest else 0))
@@ -139,9 +163,15 @@ def checkpoint_path(run: Path, name: str) -> Path:
     names = checkpoints(run)
     if not names:
         raise Unavailable(f"run {run.name} has no checkpoint yet (training saves the first one at --checkpoint-every)")
+    if exports(run):  # latest.pt, the default, is its first generator
+        return run / (names[0] if name == RunFolder.LATEST else _known(run, name, names))
+    return RunFolder(run).checkpoints / _known(run, name, names)
+
+
+def _known(run: Path, name: str, names: list[str]) -> str:
     if name not in names:
         raise NotFound(f"run {run.name} has no checkpoint {name[:80]!r}; it has {', '.join(names)}")
-    return RunFolder(run).checkpoints / name
+    return name
 
 
 def run_file(run: Path, name: str) -> tuple[Path, str]:
@@ -174,6 +204,11 @@ def snapshot(run: Path, name: str) -> tuple[bytes, str]:
         raise Unavailable(f"{run.name}/{name}: not readable ({e.strerror or type(e).__name__})") from None
     if name == "metrics.jsonl":
         data = data[:data.rfind(b"\n") + 1]
+    elif name.endswith(".json"):  # older runs recorded absolute paths: never served
+        try:
+            data = json.dumps(withhold_paths(json.loads(data)), indent=1).encode()
+        except (ValueError, RecursionError):
+            pass  # served as it is: the client sees the same damage the readers report
     return data, media
 
 
@@ -243,7 +278,7 @@ def summary(run_id: str, run: Path) -> dict:
         "height": model.get("height"),
         "width": model.get("width"),
         "z_dim": model.get("z_dim"),
-        "step": last_step(run),
+        "step": last_step(run) if not exports(run) else config.get("step"),
         "steps": _section(config, "train").get("steps"),
         "checkpoints": checkpoints(run),
         "report": file_url(run_id, "report.html") if (run / "report.html").is_file() else None,

@@ -21,7 +21,7 @@ from PIL import Image
 from postergen.config import MAX_STUDIO_SEED
 from postergen.draw import condition, noise, render, walk
 from postergen.errors import UserError
-from postergen.provenance import png_info
+from postergen.provenance import generated_by
 from postergen.runfolder import RunFolder
 from postergen.web import runs as run_folders
 from postergen.web.runs import NotFound, Unavailable
@@ -78,7 +78,7 @@ class Generators:
 def png_data_url(image: torch.Tensor, config: dict, seed: int, genres: str, **extra) -> str:
     """uint8 (3, H, W) -> 'data:image/png;base64,...' with postergen's provenance text chunks."""
     buffer = io.BytesIO()
-    info = png_info(str(config.get("source", "")), config.get("step"), seed, genres, **extra)
+    info = generated_by(config, seed, genres, **extra)
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="PNG", pnginfo=info)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -97,19 +97,10 @@ class Studio:
         folder above it when the root is one run, so that shown paths start with the run id the API uses."""
         resolved, given = self.root.resolve(), self.root.absolute()
         try:
-            one_run = run_folders.is_run(resolved)
-        except OSError:
+            one_run = run_folders.is_run(resolved) or list(run_folders.discover(resolved).values()) == [resolved]
+        except (OSError, UserError):
             one_run = False
         return (resolved.parent, given.parent) if one_run else (resolved, given)
-
-    def shown(self, path: Path) -> str:
-        """A path as clients see it: relative to the served folder, never absolute (that would tell where the files live)."""
-        path = Path(path)
-        for candidate in (path.absolute(), path.resolve()):  # a run may be a link to a folder elsewhere
-            for base in self._bases():
-                if candidate.is_relative_to(base):
-                    return candidate.relative_to(base).as_posix() or "."
-        return path.name
 
     def relative(self, text: str) -> str:
         """`text` (an error message) with the served folder's absolute spellings replaced by relative paths."""
@@ -143,7 +134,7 @@ class Studio:
             raise
         except UserError as e:  # a damaged file: the server's problem, not the request's, and no absolute path
             raise Unavailable(self.relative(str(e))) from None
-        return run_id, G, {**config, "source": self.shown(path)}  # the posters' provenance names the checkpoint
+        return run_id, G, config  # provenance: the run by name, the checkpoint file and the weights' fingerprint
 
     def generate(self, run: str | None = None, checkpoint: str = RunFolder.LATEST, genres: list[str] = (),
                  seed: int | None = None, n: int = 8, truncation: float | None = None,
