@@ -33,12 +33,14 @@ def final_row(run: Path) -> dict:
         {"kimg": rows[-1]["kimg"], "img_per_s": float(np.mean([r["img_per_s"] for r in rows[1:]] or [0]))}
 
 
-def study_parser(doc: str, out: str, posters: int, size: int, kimg: float) -> argparse.ArgumentParser:
-    """The options every training study has: where, how many posters, what size, how long, how wide."""
+def study_parser(doc: str, out: str, posters: int, size: int, kimg: float | None) -> argparse.ArgumentParser:
+    """The options every training study has: where, how many posters, what size, how long, how wide
+    (kimg None: a study that sets its runs' lengths and widths itself, without --kimg and --width)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--posters", type=int, default=posters)
     parser.add_argument("--size", type=int, default=size)
-    parser.add_argument("--kimg", type=float, default=kimg, help="thousands of images each run sees")
-    parser.add_argument("--width", type=int, default=32, help="ngf = ndf (the seed's is 64)")
+    if kimg is not None:
+        parser.add_argument("--kimg", type=float, default=kimg, help="thousands of images each run sees")
+        parser.add_argument("--width", type=int, default=32, help="ngf = ndf (the seed's is 64)")
     return parser

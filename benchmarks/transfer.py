@@ -93,13 +93,12 @@ def datasets(out: Path, size: int, general: int, specialist_pool: int) -> dict[s
             for name, src in sets.items()}
 
 
-def train(ds: Path, dest: Path, kimg: float, width: int, options: list[str], resume: bool = False) -> float:
-    """Train (or resume) to `kimg`; -> wall seconds of this call (0 when already there)."""
-    if resume is False and (dest / "checkpoints").is_dir():
-        return 0.0  # reused: a finished first leg
-    if resume and final_row(dest)["kimg"] >= kimg - 0.1:
+def train(ds: Path, dest: Path, kimg: float, width: int, options: list[str], every: int) -> float:
+    """Train DEST to `kimg` thousand images: from scratch, or on from its checkpoint (bit-exact, so a run
+    taken to 20k and then to 50k is the 50k run); -> wall seconds of this call (0 when already there)."""
+    if (dest / "metrics.jsonl").is_file() and final_row(dest)["kimg"] >= kimg - 0.1:
         return 0.0
-    every = max(1, int(kimg * 1000 / BATCH) // 4)
+    resume = (dest / "checkpoints" / "latest.pt").is_file()
     t0 = time.perf_counter()
     subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(dest), "--preset", "stable", "--batch", str(BATCH),
                                 "--kimg", str(kimg), "--ngf", str(width), "--ndf", str(width), "--log-every", "10",
@@ -138,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     ds = datasets(args.out, args.size, args.posters, args.pool)
     parent = args.out / "general"
-    parent_s = train(ds["general"], parent, args.parent_kimg, args.width, [])
+    parent_s = train(ds["general"], parent, args.parent_kimg, args.width, [], every=390)
     print(f"parent: {final_row(parent)['kimg']:.0f} kimg ({parent_s:.0f} s this call)", flush=True)
     if args.parent_only:
         return
@@ -150,9 +149,9 @@ def main() -> None:
             options += ["--init-from", str(parent)] if from_parent else []
             dest = args.out / f"horror{n}-{name}"
             key = f"{n} posters, {name}"
-            train(ds[f"horror{n}"], dest, args.first_kimg, args.width, options)
+            train(ds[f"horror{n}"], dest, args.first_kimg, args.width, options, every=156)
             first = evaluate(dest, ds["eval"], ds[f"horror{n}"], args.n, "first")
-            train(ds[f"horror{n}"], dest, args.kimg, args.width, options, resume=True)
+            train(ds[f"horror{n}"], dest, args.kimg, args.width, options, every=156)
             last = evaluate(dest, ds["eval"], ds[f"horror{n}"], args.n, "last")
             results[key] = {"first": first, "last": last, "img_per_s": final_row(dest)["img_per_s"]}
             runs[f"{n}: {name}"] = dest

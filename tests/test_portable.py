@@ -189,7 +189,7 @@ def test_an_evaluated_run_has_its_numbers_and_copy_check_on_the_card(run: Path, 
     (run / "eval.json").write_text(json.dumps({"step": 2, "n": 100, "metrics": {
         "swd": {"mean": 12.5}, "copies": {"likely_copy_share": 0.03, "likely_copy_count": 3, "expected_share": 0.01}}}))
     card = export(run, tmp_path / "x")["card"].read_text()
-    assert "| swd | 12.5 |" in card and "at step 2 on 100 generated" in card
+    assert "| swd (mean) | 12.5 |" in card and "| copies (likely_copy_share) | 0.03 |" in card and "at step 2 on 100 generated" in card
     assert "3 of 100 generated posters (3.0%)" in card and "about 1.0%" in card
 
 

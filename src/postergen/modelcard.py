@@ -134,7 +134,7 @@ def _evaluation(meta: dict, result: dict) -> str:
         name, _, field = key.partition(".")
         value = metrics.get(name, {}).get(field) if isinstance(metrics.get(name), dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows.append(f"| {name} | {value:.4g} |")
+            rows.append(f"| {name}{'' if field == 'value' else f' ({field})'} | {value:.4g} |")
     if not rows:
         return "## Evaluation\n\nNot evaluated yet: `postergen evaluate RUN --data DATASET` measures quality, " \
                "variety and copying, and the next export shows the results here.\n"

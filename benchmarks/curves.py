@@ -1,0 +1,321 @@
+"""Quality versus training time of each recipe on the built-in posters (issue 23): where do the curves cross?
+
+Each recipe (stable, the projected preset, FastGAN's own pair; with and without genres) trains for
+`--minutes` with a step checkpoint about every 1/`--checkpoints` of its expected length, so
+checkpoints exist near log-spaced images seen. Then `--points` of them per run, at about 1/32, 1/16,
+... 1/2 and all of the run (each the nearest kept), are evaluated against held-out posters (`prepare
+--holdout`, never trained on) with perceptual FD, SWD, precision/recall and genre fidelity, as `postergen
+evaluate` does (each point is a line in RUN/eval.jsonl), beside the real-vs-real floor: `--n` other
+built-in posters (`synth --seed 1`) against the same held-out ones.
+
+Two cores are easily disturbed, so time is not the runs' own wall clock: images seen convert to minutes
+with each run's speed, the engine's training step timed by benchmarks/gan_speed.py in a quiet phase
+before any training (OUT/speeds.json; or give `--speeds FILE`, {run name: img/s}, measured on a quiet
+machine). Writes OUT/curves.json and OUT/curves.md, a 2x2 figure (FD and SWD against images seen and
+against minutes, the floor dashed) and each run's last grid, and puts the table and both figures
+between `<!-- curves:begin -->` and `<!-- curves:end -->` in `--doc` (figures in its img/ folder);
+rerunning replaces them.
+
+    python benchmarks/curves.py --out out/curves --minutes 60                          # the study, 2-core CPU
+    python benchmarks/curves.py --out /tmp/curves --minutes 0.05 --posters 300 --n 60 \\
+        --doc /tmp/curves/training.md                                                  # a smoke test
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from common import POSTERGEN, built_in_dataset, final_row, study_parser
+from gan_speed import speed
+from postergen.config import MAX_KEEP, flag, from_preset
+from postergen.data.dataset import open_dataset
+from postergen.evaluate import evaluate_checkpoint, prepare_evaluation, real_inputs, real_pool, record_curve_point
+from postergen.runfolder import RunFolder
+from projected import figure, summary
+
+REUSE = False  # --reuse: keep speeds, runs, evaluations and the floor already in OUT
+BEGIN, END = "<!-- curves:begin -->", "<!-- curves:end -->"
+METRICS = ["fd", "swd", "precision", "recall", "genre"]
+FLOOR_METRICS = ["fd", "swd", "precision", "recall"]  # genre fidelity needs a generator
+SEED = 0  # evaluation: generated poster i from seed i, and the draw of the real posters
+
+# name -> {device type: (preset, TrainConfig options)}: each recipe at the widths one would ship on that
+# device. CPU: the widths measured on 2 cores (docs/benchmarks.md); CUDA: 64, FastGAN's G at half (its
+# last map is then as wide as DCGAN's at 64), as benchmarks/gpu.sh's 128 px study.
+RECIPES: dict[str, dict[str, tuple[str, dict]]] = {
+    "stable": {"cpu": ("stable", dict(ngf=32, ndf=32)), "cuda": ("stable", dict(ngf=64, ndf=64))},
+    # the preset as a user gets it on each device (config.PRESETS, CUDA_PRESETS: ngf 16, ndf 32 on a CPU)
+    "projected": {"cpu": ("projected", {}), "cuda": ("projected", {})},
+    # FastGAN's G and its self-supervised D, stable's loss and optimiser
+    "fastgan": {"cpu": ("stable", dict(arch="fastgan", discriminator="fastgan", ngf=16, ndf=32)),
+                "cuda": ("stable", dict(arch="fastgan", discriminator="fastgan", ngf=32, ndf=64))},
+}
+NO_GENRES = "-nogenres"  # the run name's suffix without genre conditioning (--no-conditional)
+
+
+def plan(recipes: list[str], genres: list[bool], device_type: str) -> dict[str, tuple[str, dict]]:
+    """Run name -> (preset, options): each recipe with genres, then each without (as `genres` asks)."""
+    return {name + ("" if g else NO_GENRES): (RECIPES[name][device_type][0],
+                                              {**RECIPES[name][device_type][1], **({} if g else {"conditional": False})})
+            for g in genres for name in recipes}
+
+
+def train_flags(preset: str, options: dict) -> list[str]:
+    """`postergen train` options for a preset and TrainConfig fields: {"conditional": False} -> --no-conditional."""
+    out = ["--preset", preset]
+    for name, value in options.items():
+        if isinstance(value, bool):
+            out.append(flag(name) if value else "--no-" + flag(name)[2:])
+        else:
+            out += [flag(name), str(value)]
+    return out
+
+
+def quiet_speeds(ds: Path, runs: dict, args) -> dict[str, float]:
+    """img/s of each run's training step (gan_speed.speed), measured before any training; --speeds FILE
+    (and, with --reuse, OUT/speeds.json) gives those already measured."""
+    path = args.out / "speeds.json"
+    known = json.loads(path.read_text()) if REUSE and path.is_file() else {}
+    if args.speeds:
+        known |= json.loads(args.speeds.read_text())
+    missing = [name for name in runs if name not in known]
+    if missing:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        print(f"timing {', '.join(missing)} (load average {load:.1f}: other work on the cores makes these low)")
+        data, device = open_dataset(ds), torch.device(args.device)
+        for name in missing:
+            preset, options = runs[name]
+            known[name] = speed(data, device, args.speed_steps, args.speed_warmup, args.precision, preset=preset,
+                                **options)
+            print(f"  {name}: {known[name]:.1f} img/s", flush=True)
+        path.write_text(json.dumps(known, indent=1) + "\n")
+    return {name: known[name] for name in runs}
+
+
+def train(ds: Path, run: Path, preset: str, options: dict, img_per_s: float, args) -> None:
+    """Train one run for --minutes from scratch (unless --reuse finds it done), a step checkpoint about
+    every 1/--checkpoints of the steps its quiet speed expects, every one kept."""
+    done = run / "bench-train.json"
+    if REUSE and done.is_file():
+        return
+    batch = from_preset(preset, device=args.device, **options).batch
+    every = max(1, round(img_per_s * args.minutes * 60 / batch / args.checkpoints))
+    (run / "eval.jsonl").unlink(missing_ok=True)  # points of an earlier run of that name
+    subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(run), "--minutes", str(args.minutes),
+                                "--device", args.device, "--precision", args.precision,
+                                "--checkpoint-every", str(every), "--keep-checkpoints", str(MAX_KEEP),
+                                "--sample-every", str(every * 10), "--log-every", str(min(25, every)),
+                                "--no-tensorboard", "--force", *train_flags(preset, options), *args.extra.split()],
+                   check=True)
+    done.write_text(json.dumps({"minutes": args.minutes, "checkpoint_every": every}) + "\n")
+
+
+def log_spaced(steps: list[int], points: int) -> list[int]:
+    """Of the sorted `steps`, those nearest (in log scale) to last / 2^k for k = points - 1 ... 0."""
+    targets = [steps[-1] / 2**k for k in range(points - 1, -1, -1)]
+    return sorted({min(steps, key=lambda s: abs(math.log(s / t))) for t in targets})
+
+
+class Evaluator:
+    """`postergen evaluate`'s metrics for one checkpoint at a time, against the same real posters each
+    time (their features computed once); set up on first use, so a run fully --reuse'd costs nothing."""
+
+    def __init__(self, ds: Path, n: int, device: str) -> None:
+        self.ds, self.n, self.device, self.ready = ds, n, device, None
+
+    def __call__(self, run: Path, checkpoint: Path) -> dict:
+        if self.ready is None:
+            data, _, names, shared = prepare_evaluation(self.ds, self.n, SEED, METRICS, None, self.device, None,
+                                                        True, False, lambda line: None)
+            self.ready = data, names, shared, real_inputs(data, self.n, shared)
+        data, names, shared, real = self.ready
+        return evaluate_checkpoint(checkpoint, data, run, real, names, {}, shared)[0]
+
+
+def curve(run: Path, evaluate: Evaluator, points: int) -> list[dict]:
+    """evaluate's results at log-spaced step checkpoints of `run`, oldest first; each is a line in
+    RUN/eval.jsonl (kept and reused with --reuse when it has every metric at this n)."""
+    checkpoints = RunFolder(run).step_checkpoints()
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()] \
+        if REUSE and (run / "eval.jsonl").is_file() else []
+    done = {r["step"]: r for r in rows if (r.get("n"), r.get("seed")) == (evaluate.n, SEED)
+            and set(METRICS) <= set(r.get("metrics", {}))}
+    out = []
+    for step in log_spaced(sorted(checkpoints), points):
+        if step not in done:
+            print(f"evaluating {run.name} step {step}", flush=True)
+            done[step] = evaluate(run, checkpoints[step])
+            record_curve_point(run / "eval.jsonl", done[step])
+        out.append(done[step])
+    return out
+
+
+def real_floor(out: Path, ds: Path, n: int, device: str) -> dict:
+    """Real vs real: n other built-in posters (`synth --seed 1`) evaluated as if generated, against the
+    same held-out posters the runs meet -> summary() of it."""
+    path = out / f"floor-{n}.json"
+    if not (REUSE and path.is_file()):
+        subprocess.run(POSTERGEN + ["synth", str(out / "floor-posters"), "--n", str(n), "--seed", "1", "--force"],
+                       check=True)
+        subprocess.run(POSTERGEN + ["evaluate", "--images", str(out / "floor-posters" / "images"), "--data", str(ds),
+                                    "--n", str(n), "--seed", str(SEED), "--metrics", ",".join(FLOOR_METRICS),
+                                    "--device", device, "--json", str(path), "--force"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return summary(json.loads(path.read_text()))
+
+
+def point_row(name: str, run: Path, result: dict, img_per_s: float, floor: dict) -> dict:
+    """One table row: the run, where on its curve (images seen, minutes at its quiet speed), the metrics."""
+    config = json.loads((run / "config.json").read_text())
+    images = result["step"] * config["train"]["batch"]
+    m = summary(result)
+    return {"run": name, "ngf": config["model"]["ngf"], "ndf": config["model"]["ndf"], "step": result["step"],
+            "images": images, "minutes": images / img_per_s / 60, "fd": m["fd"], "swd": m["swd"],
+            "precision": m["precision"], "recall": m["recall"], "genre_top1": m["genre_top1"],
+            "fd_floor": m["fd"] / floor["fd"], "swd_floor": m["swd"] / floor["swd"]}
+
+
+def plot(rows: list[dict], floor: dict, path: Path) -> None:
+    """FD and SWD (rows) against images seen and minutes (columns), log-log; one colour per recipe, dotted
+    without genres, the real-vs-real floor dashed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 8), layout="constrained")
+    axes = fig.subplots(2, 2, sharey="row", sharex="col")
+    names = list(dict.fromkeys(r["run"] for r in rows))
+    recipes = list(dict.fromkeys(n.removesuffix(NO_GENRES) for n in names))
+    for i, (metric, label) in enumerate((("fd", "perceptual FD (Lite2)"), ("swd", "SWD ×10³"))):
+        for j, (x, xlabel) in enumerate((("images", "images seen"), ("minutes", "minutes at the quiet speed"))):
+            ax = axes[i][j]
+            for name in names:
+                points = [r for r in rows if r["run"] == name]
+                ax.plot([p[x] for p in points], [p[metric] for p in points], marker="o",
+                        color=f"C{recipes.index(name.removesuffix(NO_GENRES))}",
+                        linestyle=":" if name.endswith(NO_GENRES) else "-", label=name)
+            ax.axhline(floor[metric], color="black", linestyle="--", label="real vs real")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+    axes[0][0].legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def _num(x: float) -> str:
+    return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.3g}"
+
+
+def markdown(rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path], n: int, links: tuple[str, str],
+             command: str) -> str:
+    """The block between the markers: how it was made, the floor, speeds, every point, both figures."""
+    lines = [f"Written by `{command}`; rerunning replaces everything between the markers.", "",
+             f"Real vs real ({n} other built-in posters against the {n} held-out ones): FD {_num(floor['fd'])}, "
+             f"SWD {_num(floor['swd'])}, precision {_num(floor['precision'])}, recall {_num(floor['recall'])}.", "",
+             "| run | ngf, ndf | img/s, quiet step | img/s, the run's own |", "|---|---|---|---|"]
+    for name, run in runs.items():
+        row = next(r for r in rows if r["run"] == name)
+        lines.append(f"| {name} | {row['ngf']}, {row['ndf']} | {speeds[name]:.0f} | {final_row(run)['img_per_s']:.0f} |")
+    cols = ["minutes", "images", "fd", "swd", "precision", "recall", "genre_top1", "fd_floor", "swd_floor"]
+    heads = ["minutes", "images", "FD ↓", "SWD ↓", "precision", "recall", "genre top-1", "FD / floor", "SWD / floor"]
+    lines += ["", "| run | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = [f"{r['minutes']:.1f}", f"{r['images'] / 1000:.1f}k"] + [_num(r[c]) for c in cols[2:]]
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    lines += ["", f"![FD and SWD against images seen and against minutes]({links[0]})", "",
+              f"![the last grid of each run]({links[1]})"]
+    return "\n".join(lines)
+
+
+def replace_between(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """text with what lies between the markers replaced by block (the markers appended at the end when
+    text has neither); one marker alone, or the end before the begin, is a ValueError."""
+    i, j = text.find(begin), text.find(end)
+    if i < 0 and j < 0:
+        return text.rstrip("\n") + f"\n\n{begin}\n{block}\n{end}\n"
+    if i < 0 or j < i:
+        raise ValueError(f"expected {begin} before {end}, each once")
+    return text[:i + len(begin)] + f"\n{block}\n" + text[j:]
+
+
+def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path], n: int) -> None:
+    """OUT/curves.json and curves.md, the two figures, and the block in --doc."""
+    (args.out / "curves.json").write_text(json.dumps({"floor": floor, "speeds": speeds, "rows": rows}, indent=1))
+    folder = args.doc.parent / "img" if args.doc else args.out
+    curves_png, grids = folder / f"curves_{args.size}.png", folder / f"curves_grids_{args.size}.jpg"
+    plot(rows, floor, curves_png)
+    figure(runs, grids)
+    command = "python benchmarks/curves.py " + shlex.join(sys.argv[1:])
+
+    def block(base: Path) -> str:
+        return markdown(rows, floor, speeds, runs, n, (os.path.relpath(curves_png, base), os.path.relpath(grids, base)),
+                        command)
+
+    (args.out / "curves.md").write_text(block(args.out) + "\n")
+    print(block(args.out))
+    if args.doc:
+        args.doc.write_text(replace_between(args.doc.read_text(), block(args.doc.parent)))
+        print(f"wrote {args.doc}, {curves_png}, {grids}")
+
+
+def parse_args():
+    parser = study_parser(__doc__, out="out/curves", posters=2500, size=64, kimg=None)
+    parser.add_argument("--holdout", type=float, default=20.0, help="percent of the posters held out (prepare's)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="each run's time budget (train --minutes)")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)}")
+    genres = parser.add_mutually_exclusive_group()
+    genres.add_argument("--with-genres", action="store_true", help="only the runs with genres (default: both)")
+    genres.add_argument("--no-genres", action="store_true", help="only the runs without genres (default: both)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the runs train")
+    parser.add_argument("--precision", default="auto", help="train's --precision (and the speed timing's)")
+    parser.add_argument("--checkpoints", type=int, default=100, help="step checkpoints per run, about")
+    parser.add_argument("--points", type=int, default=6, help="checkpoints evaluated per run, log-spaced (x2 apart)")
+    parser.add_argument("--n", type=int, default=500, help="posters per evaluation (capped at the held-out count)")
+    parser.add_argument("--eval-device", default="cpu", help="evaluate's --device")
+    parser.add_argument("--speeds", type=Path, default=None, help="JSON {run name: img/s} measured on a quiet machine")
+    parser.add_argument("--speed-steps", type=int, default=20, help="steps timed per run in the quiet phase")
+    parser.add_argument("--speed-warmup", type=int, default=3, help="untimed steps before them")
+    parser.add_argument("--extra", default="", help="options added to every run, e.g. '--feature-res 128'")
+    parser.add_argument("--doc", type=Path, default=Path("docs/training.md"),
+                        help="markdown file to write the table and figures into (its img/ folder); '' for none")
+    parser.add_argument("--reuse", action="store_true", help="keep speeds, runs, evaluations and the floor in OUT")
+    args = parser.parse_args()
+    args.doc = args.doc if str(args.doc) not in ("", ".") else None
+    unknown = [r for r in args.recipes.split(",") if r not in RECIPES]
+    if unknown:
+        sys.exit(f"unknown recipe(s): {', '.join(unknown)}")
+    if args.doc and not args.doc.is_file():
+        sys.exit(f"--doc {args.doc}: no such file")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    global REUSE
+    REUSE = args.reuse
+    genres = [True] if args.with_genres else [False] if args.no_genres else [True, False]
+    planned = plan(args.recipes.split(","), genres, args.device)
+    ds = built_in_dataset(args.out, args.posters, args.size, args.holdout)
+    speeds = quiet_speeds(ds, planned, args)  # first, while nothing else of this study runs
+    runs = {name: args.out / "runs" / name for name in planned}
+    for name, (preset, options) in planned.items():
+        train(ds, runs[name], preset, options, speeds[name], args)
+    n = min(args.n, len(real_pool(open_dataset(ds))))
+    floor = real_floor(args.out, ds, n, args.eval_device)
+    evaluate = Evaluator(ds, n, args.eval_device)
+    rows = [point_row(name, run, result, speeds[name], floor)
+            for name, run in runs.items() for result in curve(run, evaluate, args.points)]
+    write_results(args, rows, floor, speeds, runs, n)
+
+
+if __name__ == "__main__":
+    main()
