@@ -2,11 +2,12 @@
 
 Each recipe (stable, the projected preset, FastGAN's own pair; with and without genres) trains for
 `--minutes` with a step checkpoint about every 1/`--checkpoints` of its expected length, so
-checkpoints exist near log-spaced images seen. Then `--points` of them per run, at about 1/32, 1/16,
-... 1/2 and all of the run (each the nearest kept), are evaluated against held-out posters (`prepare
---holdout`, never trained on) with perceptual FD, SWD, precision/recall and genre fidelity, as `postergen
-evaluate` does (each point is a line in RUN/eval.jsonl), beside the real-vs-real floor: `--n` other
-built-in posters (`synth --seed 1`) against the same held-out ones.
+checkpoints exist near log-spaced images seen. Right after it trains, `--points` of them, at about
+1/32, 1/16, ... 1/2 and all of the run (each the nearest kept), are evaluated against held-out posters
+(`prepare --holdout`, never trained on) with perceptual FD, SWD, precision/recall and genre fidelity,
+as `postergen evaluate` does (each point is a line in RUN/eval.jsonl), and the other step checkpoints
+are deleted (30 to 60 MB each at these widths; `--keep-all` keeps them). The real-vs-real floor: `--n`
+other built-in posters (`synth --seed 1`) against the same held-out ones.
 
 Two cores are easily disturbed, so time is not the runs' own wall clock: images seen convert to minutes
 with each run's speed, the engine's training step timed by benchmarks/gan_speed.py in a quiet phase
@@ -63,9 +64,15 @@ NO_GENRES = "-nogenres"  # the run name's suffix without genre conditioning (--n
 
 def plan(recipes: list[str], genres: list[bool], device_type: str) -> dict[str, tuple[str, dict]]:
     """Run name -> (preset, options): each recipe with genres, then each without (as `genres` asks)."""
-    return {name + ("" if g else NO_GENRES): (RECIPES[name][device_type][0],
-                                              {**RECIPES[name][device_type][1], **({} if g else {"conditional": False})})
-            for g in genres for name in recipes}
+    runs = {}
+    for with_genres in genres:
+        for name in recipes:
+            preset, options = RECIPES[name][device_type]
+            if with_genres:
+                runs[name] = preset, options
+            else:
+                runs[name + NO_GENRES] = preset, {**options, "conditional": False}
+    return runs
 
 
 def train_flags(preset: str, options: dict) -> list[str]:
@@ -102,9 +109,12 @@ def quiet_speeds(ds: Path, runs: dict, args) -> dict[str, float]:
 
 def train(ds: Path, run: Path, preset: str, options: dict, img_per_s: float, args) -> None:
     """Train one run for --minutes from scratch (unless --reuse finds it done), a step checkpoint about
-    every 1/--checkpoints of the steps its quiet speed expects, every one kept."""
+    every 1/--checkpoints of the steps its quiet speed expects, each kept (until curve() has evaluated)."""
     done = run / "bench-train.json"
     if REUSE and done.is_file():
+        minutes = json.loads(done.read_text())["minutes"]
+        if minutes != args.minutes:
+            print(f"note: {run.name} kept as it was, trained for {minutes:g} minutes (not {args.minutes:g})")
         return
     batch = from_preset(preset, device=args.device, **options).batch
     every = max(1, round(img_per_s * args.minutes * 60 / batch / args.checkpoints))
@@ -140,9 +150,10 @@ class Evaluator:
         return evaluate_checkpoint(checkpoint, data, run, real, names, {}, shared)[0]
 
 
-def curve(run: Path, evaluate: Evaluator, points: int) -> list[dict]:
+def curve(run: Path, evaluate: Evaluator, points: int, keep_all: bool) -> list[dict]:
     """evaluate's results at log-spaced step checkpoints of `run`, oldest first; each is a line in
-    RUN/eval.jsonl (kept and reused with --reuse when it has every metric at this n)."""
+    RUN/eval.jsonl (kept and reused with --reuse when it has every metric at this n). Then, unless
+    keep_all, the step checkpoints not evaluated are deleted (latest.pt stays): 30 to 60 MB each."""
     checkpoints = RunFolder(run).step_checkpoints()
     rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()] \
         if REUSE and (run / "eval.jsonl").is_file() else []
@@ -155,6 +166,9 @@ def curve(run: Path, evaluate: Evaluator, points: int) -> list[dict]:
             done[step] = evaluate(run, checkpoints[step])
             record_curve_point(run / "eval.jsonl", done[step])
         out.append(done[step])
+    for step, path in checkpoints.items():
+        if not keep_all and step not in done:
+            path.unlink()
     return out
 
 
@@ -197,15 +211,16 @@ def plot(rows: list[dict], floor: dict, path: Path) -> None:
             ax = axes[i][j]
             for name in names:
                 points = [r for r in rows if r["run"] == name]
+                genres = not name.endswith(NO_GENRES)
                 ax.plot([p[x] for p in points], [p[metric] for p in points], marker="o",
-                        color=f"C{recipes.index(name.removesuffix(NO_GENRES))}",
-                        linestyle=":" if name.endswith(NO_GENRES) else "-", label=name)
+                        color=f"C{recipes.index(name.removesuffix(NO_GENRES))}", linestyle="-" if genres else ":",
+                        markerfacecolor=None if genres else "none", label=name)
             ax.axhline(floor[metric], color="black", linestyle="--", label="real vs real")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(label)
+            ax.set_xlabel(xlabel if i else "")
+            ax.set_ylabel(label if j == 0 else "")
     axes[0][0].legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -223,8 +238,8 @@ def markdown(rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path],
              f"SWD {_num(floor['swd'])}, precision {_num(floor['precision'])}, recall {_num(floor['recall'])}.", "",
              "| run | ngf, ndf | img/s, quiet step | img/s, the run's own |", "|---|---|---|---|"]
     for name, run in runs.items():
-        row = next(r for r in rows if r["run"] == name)
-        lines.append(f"| {name} | {row['ngf']}, {row['ndf']} | {speeds[name]:.0f} | {final_row(run)['img_per_s']:.0f} |")
+        row, own = next(r for r in rows if r["run"] == name), final_row(run)["img_per_s"]
+        lines.append(f"| {name} | {row['ngf']}, {row['ndf']} | {speeds[name]:.0f} | {f'{own:.0f}' if own else '–'} |")
     cols = ["minutes", "images", "fd", "swd", "precision", "recall", "genre_top1", "fd_floor", "swd_floor"]
     heads = ["minutes", "images", "FD ↓", "SWD ↓", "precision", "recall", "genre top-1", "FD / floor", "SWD / floor"]
     lines += ["", "| run | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -254,7 +269,7 @@ def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[
     curves_png, grids = folder / f"curves_{args.size}.png", folder / f"curves_grids_{args.size}.jpg"
     plot(rows, floor, curves_png)
     figure(runs, grids)
-    command = "python benchmarks/curves.py " + shlex.join(sys.argv[1:])
+    command = "python benchmarks/curves.py " + shlex.join(a for a in sys.argv[1:] if a != "--reuse")  # the study's
 
     def block(base: Path) -> str:
         return markdown(rows, floor, speeds, runs, n, (os.path.relpath(curves_png, base), os.path.relpath(grids, base)),
@@ -277,7 +292,8 @@ def parse_args():
     genres.add_argument("--no-genres", action="store_true", help="only the runs without genres (default: both)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the runs train")
     parser.add_argument("--precision", default="auto", help="train's --precision (and the speed timing's)")
-    parser.add_argument("--checkpoints", type=int, default=100, help="step checkpoints per run, about")
+    parser.add_argument("--checkpoints", type=int, default=64, help="step checkpoints per run, about")
+    parser.add_argument("--keep-all", action="store_true", help="keep every step checkpoint, not just those evaluated")
     parser.add_argument("--points", type=int, default=6, help="checkpoints evaluated per run, log-spaced (x2 apart)")
     parser.add_argument("--n", type=int, default=500, help="posters per evaluation (capped at the held-out count)")
     parser.add_argument("--eval-device", default="cpu", help="evaluate's --device")
@@ -306,14 +322,14 @@ def main() -> None:
     planned = plan(args.recipes.split(","), genres, args.device)
     ds = built_in_dataset(args.out, args.posters, args.size, args.holdout)
     speeds = quiet_speeds(ds, planned, args)  # first, while nothing else of this study runs
-    runs = {name: args.out / "runs" / name for name in planned}
-    for name, (preset, options) in planned.items():
-        train(ds, runs[name], preset, options, speeds[name], args)
     n = min(args.n, len(real_pool(open_dataset(ds))))
     floor = real_floor(args.out, ds, n, args.eval_device)
-    evaluate = Evaluator(ds, n, args.eval_device)
-    rows = [point_row(name, run, result, speeds[name], floor)
-            for name, run in runs.items() for result in curve(run, evaluate, args.points)]
+    evaluate, runs, rows = Evaluator(ds, n, args.eval_device), {}, []
+    for name, (preset, options) in planned.items():  # one run at a time: train, evaluate, prune
+        runs[name] = args.out / "runs" / name
+        train(ds, runs[name], preset, options, speeds[name], args)
+        rows += [point_row(name, runs[name], result, speeds[name], floor)
+                 for result in curve(runs[name], evaluate, args.points, args.keep_all)]
     write_results(args, rows, floor, speeds, runs, n)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md in one call (sized for about 10 minutes on one H200):
+# The GPU figures of docs/benchmarks.md in one call (sized for about 10 minutes on one H200, and about
+# 70 more for the quality-versus-time curves at the end; CURVES=0 leaves them out):
 #   bash benchmarks/gpu.sh
 # Runs from the source tree without installing (the GPU machine has no network): its python3
 # needs torch, torchvision, numpy, Pillow, tqdm, matplotlib, safetensors and pytest; simplejpeg
@@ -22,3 +23,11 @@ $PY benchmarks/sample_speed.py --n 10000 --device cuda
 OUT=${OUT:-out}
 $PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 --kimg 100 --width 64 \
     --configs stable,fastgan-projected,fastgan --extra "--device cuda" --eval-device cuda --n 5000
+# Quality versus time at 128 px (docs/training.md, Quality versus time): stable, the projected preset and
+# FastGAN's pair at GPU widths, with and without genres, 10 minutes each (about 70 minutes in all with the
+# evaluations; CURVES=0 skips it), each recipe's speed timed first; table and figures in $OUT/curves128
+# (curves.md, curves_128.png, curves_grids_128.jpg), not in docs/.
+if [ "${CURVES:-1}" != 0 ]; then
+  $PY benchmarks/curves.py --out "$OUT/curves128" --size 128 --posters 5000 --holdout 20 --n 1000 --minutes 10 \
+      --device cuda --eval-device cuda --speed-steps 50 --speed-warmup 10 --doc ""
+fi

@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--parent-kimg", type=float, default=100)
     parser.add_argument("--first-kimg", type=float, default=20, help="the earlier evaluation point")
     parser.add_argument("--freeze-d", type=int, default=2, help="D blocks frozen in the +freezed config")
-    parser.add_argument("--n", type=int, default=500, help="posters generated and real posters compared")
+    parser.add_argument("--n", type=int, default=400, help="posters generated and real posters compared (the evaluation set has about 400)")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--parent-only", action="store_true", help="train the general run and stop")

@@ -86,7 +86,7 @@ def _about(meta: dict, file_name: str, shown: str) -> str:
     kind = f"conditioned on {len(genres)} genres" if genres else "without genre control"
     return "\n".join([
         f"# {meta['run']}: a movie poster generator", "",
-        f"A GAN generator trained with [postergen](https://pypi.org/project/postergen/) {meta['postergen']}: "
+        f"A GAN generator trained with postergen {meta['postergen']}: "
         f"it draws {model['width']}x{model['height']} px movie posters from a {model['z_dim']}-number noise "
         f"vector, {kind}. Every poster it draws is AI-generated, not a real film's poster.", "",
         "| | |", "|---|---|",
@@ -96,8 +96,7 @@ def _about(meta: dict, file_name: str, shown: str) -> str:
         f"| genres | {', '.join(genres) if genres else 'none (unconditional)'} |",
         f"| weights | `{file_name}` (safetensors; its config is in the file's metadata), fingerprint "
         f"`{meta['weights']}` |", "",
-        "## Use", "", "```",
-        "pip install postergen",
+        "## Use", "", "With postergen installed (its README says how):", "", "```",
         f"postergen sample {shown} -o posters"
         + (f" --genre {shlex.quote(genres[0])}" if genres else ""),
         "```", "",
