@@ -291,11 +291,10 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
                        metavar=name.upper(), help=f"{doc} (--arch {' or '.join(archs)}; default {f.default!r})")
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
+def _train_options(args: argparse.Namespace):
+    """-> (the options given, the TrainConfig they make, the budget in minutes), every option checked
+    before the dataset is read or anything is written."""
     from postergen.config import TrainConfig, from_preset
-    from postergen.data.dataset import open_dataset
     from postergen.engine.gan import check_train
 
     given = _given_options(args, TrainConfig, _TRAIN_OWN)
@@ -314,7 +313,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
         device = pick_device(device).type
     cfg = from_preset(args.preset, device_type=device, **given)
-    _check(check_train, cfg)  # every option before the dataset is read or anything is written
+    _check(check_train, cfg)
+    return given, cfg, minutes
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from postergen.data.dataset import open_dataset
+
+    given, cfg, minutes = _train_options(args)
     if args.allow_other_data and not args.resume:
         raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
     _check_output(args.out, folder=True)
