@@ -301,9 +301,10 @@ def test_a_second_trainer_on_the_same_folder_is_refused(tiny_dataset, tmp_path, 
 
 
 def first_step(run: Path) -> int:
-    from postergen.checkpoint import load_checkpoint
+    """The step --resume continues from (after a kill -9 latest.pt may trail the newest step file)."""
+    from postergen.checkpoint import load_latest
 
-    return load_checkpoint(run)["step"]
+    return load_latest(run)["step"]
 
 
 # ---------------------------------------------------------------------------------------------

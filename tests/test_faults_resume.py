@@ -77,6 +77,23 @@ def test_a_damaged_latest_resumes_from_its_copy_in_the_step_file(cli, tiny_datas
 
 
 @pytest.mark.slow
+def test_a_kill_between_the_step_file_and_latest_resumes_from_the_step_file(cli, tiny_dataset, tmp_path):
+    """kill -9 after step-4.pt is renamed into place but before latest.pt is: latest.pt still holds step
+    2, and --resume (checkpoint.load_latest) continues from the newer step file, losing nothing."""
+    from postergen.checkpoint import load_latest
+
+    run = tmp_path / "run"
+    assert _train(cli, tiny_dataset, run, "--steps", 4)[0] == 0
+    folder = run / "checkpoints"
+    shutil.copyfile(folder / "step-0000002.pt", folder / "latest.pt")  # the state such a kill leaves
+    assert load_checkpoint(run)["step"] == 2 and load_latest(run)["step"] == 4
+    code, out, err = _train(cli, tiny_dataset, run, "--steps", 6, "--resume")
+    assert code == 0, err
+    assert "latest.pt is at step 2" in out and "step-0000004.pt (step 4)" in out
+    assert load_checkpoint(run)["step"] == 6
+
+
+@pytest.mark.slow
 def test_when_the_newest_checkpoints_are_damaged_the_error_names_the_good_one(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     assert _train(cli, tiny_dataset, run, "--steps", 4)[0] == 0

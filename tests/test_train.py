@@ -185,7 +185,9 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resumes(tiny_dataset: Path, tmp
         _wait_for(run / "checkpoints" / "step-0000006.pt", proc)
         proc.kill()
         proc.communicate()
-    step = ckpt.load_checkpoint(run)["step"]
+    # what --resume reads: the kill may land between the step file and latest.pt, so latest.pt alone can
+    # still be the step before; the step file it waited for is complete (written whole, then renamed)
+    step = ckpt.load_latest(run)["step"]
     assert step >= 6
     summary = _train(tiny_dataset, run, steps=step + 2, resume=True, batch=8, ngf=8, ndf=8, genre_dim=64,
                      r1_gamma=0.0, r1_every=4, log_every=3, sample_every=1000, checkpoint_every=3)
