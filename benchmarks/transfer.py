@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--parent-only", action="store_true", help="train the general run and stop")
+    parser.add_argument("--only-done", action="store_true", help="tabulate the finished runs; train nothing")
     args = parser.parse_args()
     ds = datasets(args.out, args.size, args.posters, args.pool)
     parent = args.out / "general"
@@ -149,6 +150,8 @@ def main() -> None:
             options += ["--init-from", str(parent)] if from_parent else []
             dest = args.out / f"horror{n}-{name}"
             key = f"{n} posters, {name}"
+            if args.only_done and not (dest / "bench-copies-last.json").is_file():
+                continue
             train(ds[f"horror{n}"], dest, args.first_kimg, args.width, options, every=156)
             first = evaluate(dest, ds["eval"], ds[f"horror{n}"], args.n, "first")
             train(ds[f"horror{n}"], dest, args.kimg, args.width, options, every=156)
@@ -157,7 +160,7 @@ def main() -> None:
             runs[f"{n}: {name}"] = dest
             print(key, json.dumps(results[key]), flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    cols = ["fd", "swd", "precision", "recall", "coverage", "copies"]
+    cols = ["fd", "swd", "precision", "recall", "coverage", "pixel_div", "copies"]
     head = [f"{c} @{args.first_kimg:g}k" for c in ("fd", "swd")] + [f"{c} @{args.kimg:g}k" for c in cols]
     lines = ["| run | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for key, r in results.items():
