@@ -193,6 +193,20 @@ def test_an_evaluated_run_has_its_numbers_and_copy_check_on_the_card(run: Path, 
     assert "3 of 100 generated posters (3.0%)" in card and "about 1.0%" in card
 
 
+def test_info_describes_an_export_folder_and_file(cli, tiny_run: Path, tmp_path: Path):
+    """`info` on what `export` wrote: the generator, size, genres, step and run, from the metadata."""
+    assert cli("export", tiny_run, "-o", tmp_path / "gan")[0] == 0
+    config = json.loads((tiny_run / "config.json").read_text())
+    for target in (tmp_path / "gan", tmp_path / "gan" / "generator.safetensors"):
+        code, out, err = cli("info", target)
+        assert code == 0, err
+        assert "dcgan generator, EMA weights" in out and "32x32 px" in out
+        assert f"genres    {len(config['genres'])}: {', '.join(config['genres'])}" in out
+        assert f"step 2 in run {tiny_run.name}" in out and str(tiny_run.parent) not in out
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    one_line_error(*cli("info", tmp_path / "bad.safetensors")[::2], "info", "not a readable safetensors file")
+
+
 def test_export_refuses_a_readme_it_did_not_write_and_a_wrong_suffix(cli, tiny_run: Path, tmp_path: Path):
     (tmp_path / "README.md").write_text("# my project\n")
     code, _, err = cli("export", tiny_run, "-o", tmp_path / "g.safetensors")

@@ -177,12 +177,20 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a dataset or run folder, or print a generated PNG's provenance")
-    p.add_argument("path", type=_path, help="dataset folder, run folder or PNG file")
+    p = sub.add_parser("info", help="describe a dataset, run or exported generator, or print a generated PNG's provenance")
+    p.add_argument("path", type=_path, help="dataset folder, run folder, export (folder or .safetensors) or PNG file")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> None:
+    from postergen.weights import export_in
+
+    export = args.path if args.path.suffix == ".safetensors" and args.path.is_file() else export_in(args.path)
+    if export is not None:
+        from postergen.runinfo import describe_export
+
+        print(describe_export(export))
+        return
     if args.path.is_file():
         from postergen.provenance import describe as describe_png
 

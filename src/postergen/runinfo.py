@@ -77,3 +77,20 @@ def _parent(record: dict) -> str:
         else shown(path if isinstance(path, str) else "?", PATH_SHOWN)
     return (f"init from {where}{step} (weights {weights}, "
             f"{shown(record.get('arch', '?'))}{known})")
+
+
+def describe_export(path: Path) -> str:
+    """Human summary of an exported generator (a .safetensors file), from its metadata alone."""
+    from postergen.weights import export_config
+
+    meta = export_config(path)
+    model, genres = meta["model"], [shown(g) for g in meta.get("genres") or []]
+    params = meta.get("parameters")
+    lines = [f"export    {shown(path, PATH_SHOWN)} (postergen {shown(meta.get('postergen', '?'))})",
+             f"model     {shown(meta.get('arch', '?'))} generator, {'EMA' if meta.get('ema') else 'raw'} weights"
+             + (f", {params:,} parameters" if isinstance(params, int) else ""),
+             f"image     {model['width']}x{model['height']} px (W x H)",
+             f"genres    {len(genres)}: {', '.join(genres)}" if genres else "genres    none (unconditional)",
+             f"trained   step {meta.get('step', '?')} in run {shown(meta.get('run', '?'), PATH_SHOWN)}"
+             + (f", weights {shown(meta['weights'])}" if isinstance(meta.get("weights"), str) else "")]
+    return "\n".join(lines)
