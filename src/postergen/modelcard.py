@@ -69,7 +69,7 @@ def _read_run(run: Path | None) -> tuple[dict, list[dict], dict]:
         except (OSError, ValueError):
             value = {}
         loaded.append(value if isinstance(value, dict) else {})
-    return loaded[0], read_metrics(folder.metrics) if folder.metrics.is_file() else [], loaded[1]
+    return loaded[0], read_metrics(folder.metrics), loaded[1]  # [] when the run has no metrics.jsonl
 
 
 def _front_matter(meta: dict) -> str:
