@@ -24,8 +24,8 @@ OUT=${OUT:-out}
 $PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 --kimg 100 --width 64 \
     --configs stable,fastgan-projected,fastgan --extra "--device cuda" --eval-device cuda --n 5000
 # Quality versus time at 128 px (docs/training.md, Quality versus time): stable, the projected preset and
-# FastGAN's pair at GPU widths, with and without genres, 10 minutes each (about 70 minutes in all with the
-# evaluations; CURVES=0 skips it), each recipe's speed timed first; table and figures in $OUT/curves128
+# FastGAN's pair at GPU widths, with and without genres, 10 minutes each (60 minutes of training
+# plus evaluations, not yet timed; CURVES=0 skips it), each recipe's speed timed first; table and figures in $OUT/curves128
 # (curves.md, curves_128.png, curves_grids_128.jpg), not in docs/.
 if [ "${CURVES:-1}" != 0 ]; then
   $PY benchmarks/curves.py --out "$OUT/curves128" --size 128 --posters 5000 --holdout 20 --n 1000 --minutes 10 \
