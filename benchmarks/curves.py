@@ -1,7 +1,7 @@
 """Quality versus training time of each recipe on the built-in posters (issue 23): where do the curves cross?
 
-Each recipe (stable, the projected preset, FastGAN's own pair; with and without genres) trains for
-`--minutes` with a step checkpoint about every 1/`--checkpoints` of its expected length, so
+Each recipe (stable, the projected preset, FastGAN's own pair; with and without genres) trains for the
+images its quiet speed (below) shows in `--minutes`, with a step checkpoint about every 1/`--checkpoints` of its expected length, so
 checkpoints exist near log-spaced images seen. Right after it trains, `--points` of them, at about
 1/32, 1/16, ... 1/2 and all of the run (each the nearest kept), are evaluated against held-out posters
 (`prepare --holdout`, never trained on) with perceptual FD, SWD, precision/recall and genre fidelity,
@@ -108,24 +108,31 @@ def quiet_speeds(ds: Path, runs: dict, args) -> dict[str, float]:
 
 
 def train(ds: Path, run: Path, preset: str, options: dict, img_per_s: float, args) -> None:
-    """Train one run for --minutes from scratch (unless --reuse finds it done), a step checkpoint about
-    every 1/--checkpoints of the steps its quiet speed expects, each kept (until curve() has evaluated)."""
+    """Train one run for the images its quiet speed shows in --minutes (`train --steps`, not its own clock:
+    a run that shares the cores still sees them all), a step checkpoint about every 1/--checkpoints of them,
+    each kept until curve() has evaluated. With --reuse, a run already that long is kept and a shorter one
+    is resumed to the new length, so a study can grow across sittings (--minutes 15, later 60)."""
     done = run / "bench-train.json"
-    if REUSE and done.is_file():
-        minutes = json.loads(done.read_text())["minutes"]
-        if minutes != args.minutes:
-            print(f"note: {run.name} kept as it was, trained for {minutes:g} minutes (not {args.minutes:g})")
-        return
     batch = from_preset(preset, device=args.device, **options).batch
-    every = max(1, round(img_per_s * args.minutes * 60 / batch / args.checkpoints))
-    (run / "eval.jsonl").unlink(missing_ok=True)  # points of an earlier run of that name
-    subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(run), "--minutes", str(args.minutes),
+    steps = max(1, round(img_per_s * args.minutes * 60 / batch))
+    every = max(1, round(steps / args.checkpoints))
+    before = json.loads(done.read_text()) if REUSE and done.is_file() else None
+    if before and before["steps"] >= steps:
+        if before["steps"] > steps:
+            print(f"note: {run.name} kept as it was, {before['minutes']:g} minutes (not {args.minutes:g})")
+        return
+    if before:  # the same run, on to the new length
+        setup = ["--resume"]
+    else:
+        (run / "eval.jsonl").unlink(missing_ok=True)  # points of an earlier run of that name
+        setup = ["--force", *train_flags(preset, options)]
+    subprocess.run(POSTERGEN + ["train", str(ds), "-o", str(run), "--steps", str(steps),
                                 "--device", args.device, "--precision", args.precision,
                                 "--checkpoint-every", str(every), "--keep-checkpoints", str(MAX_KEEP),
                                 "--sample-every", str(every * 10), "--log-every", str(min(25, every)),
-                                "--no-tensorboard", "--force", *train_flags(preset, options), *args.extra.split()],
+                                "--no-tensorboard", *setup, *args.extra.split()],
                    check=True)
-    done.write_text(json.dumps({"minutes": args.minutes, "checkpoint_every": every}) + "\n")
+    done.write_text(json.dumps({"minutes": args.minutes, "steps": steps, "checkpoint_every": every}) + "\n")
 
 
 def log_spaced(steps: list[int], points: int) -> list[int]:
@@ -285,7 +292,8 @@ def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[
 def parse_args():
     parser = study_parser(__doc__, out="out/curves", posters=2500, size=64, kimg=None)
     parser.add_argument("--holdout", type=float, default=20.0, help="percent of the posters held out (prepare's)")
-    parser.add_argument("--minutes", type=float, default=60.0, help="each run's time budget (train --minutes)")
+    parser.add_argument("--minutes", type=float, default=60.0,
+                        help="each run's length: the images its quiet speed shows in this many minutes")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from: {', '.join(RECIPES)}")
     genres = parser.add_mutually_exclusive_group()
     genres.add_argument("--with-genres", action="store_true", help="only the runs with genres (default: both)")
