@@ -328,7 +328,7 @@ def _train_options(args: argparse.Namespace):
 def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from postergen.data.dataset import open_dataset
+    from postergen.data.dataset import check_one_batch, open_dataset
 
     given, cfg, minutes = _train_options(args)
     if args.allow_other_data and not args.resume:
@@ -353,11 +353,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
         print(json.dumps(resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1], indent=1))
         return 0
-    if not args.resume and len(ds.training) < cfg.batch * world:  # a resumed run keeps its own batch
-        per = f" ({world} processes x --batch {cfg.batch})" if world > 1 else ""
-        held = f" (after {len(ds.held_out)} held out)" if len(ds.held_out) else ""
-        raise UserError(f"{ds.path}: {len(ds.training)} posters{held} is fewer than one batch of {cfg.batch * world} "
-                        f"images{per}; give a smaller --batch")
+    if not args.resume:  # before anything is written; a resumed run keeps its own batch
+        check_one_batch(ds, cfg.batch, world, "; give a smaller --batch")
 
     H, W = ds.meta["size"]
     quiet = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks

@@ -153,6 +153,16 @@ def describe(path: Path) -> str:
     return "\n".join(lines)
 
 
+def check_one_batch(ds: PosterDataset, batch: int, world: int = 1, hint: str = "") -> None:
+    """UserError unless the posters that train (held-out ones never do) fill one batch of batch x world
+    (processes under torchrun); hint ends the message (what to do)."""
+    if len(ds.training) < batch * world:
+        held = f" (after {len(ds.held_out)} held out)" if len(ds.held_out) else ""
+        per = f" ({world} processes x --batch {batch})" if world > 1 else ""
+        raise UserError(f"{ds.path}: {len(ds.training)} posters{held} is fewer than one batch of {batch * world} "
+                        f"images{per}{hint}")
+
+
 class Batches:
     """Random batches in epoch order, a pure function of (seed, step): resuming continues exactly.
 
@@ -166,10 +176,8 @@ class Batches:
                  rank: int = 0, world: int = 1, max_bytes: int = 4 << 30) -> None:
         import torch
 
+        check_one_batch(ds, batch, world)
         self.count = len(ds.training)  # held-out posters are never drawn
-        if self.count < batch * world:
-            held = f" (after {len(ds.held_out)} held out)" if len(ds.held_out) else ""
-            raise UserError(f"{ds.path}: {self.count} posters{held} is fewer than one batch of {batch * world}")
         self.batch, self.device, self.seed, self.rank, self.world = batch, device, seed, rank, world
         self.steps_per_epoch = self.count // (batch * world)  # the incomplete last batch is dropped
         # permutation position -> dataset index; None: the identity (no held-out posters), as before they existed
