@@ -282,11 +282,31 @@ def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[
         return markdown(rows, floor, speeds, runs, n, (os.path.relpath(curves_png, base), os.path.relpath(grids, base)),
                         command)
 
+    if args.recipes_json:
+        write_recipes(args.recipes_json, rows, speeds, args.device, args.size, command)
     (args.out / "curves.md").write_text(block(args.out) + "\n")
     print(block(args.out))
     if args.doc:
         args.doc.write_text(replace_between(args.doc.read_text(), block(args.doc.parent)))
         print(f"wrote {args.doc}, {curves_png}, {grids}")
+
+
+def write_recipes(path: Path, rows: list[dict], speeds: dict, device: str, size: int, command: str) -> None:
+    """This study's curves as postergen's recipe table (postergen/recipes.py reads it): for this device
+    type, each recipe's preset and widths, speeds, and [minutes, geometric mean of FD and SWD over the
+    floor] per run; other devices' entries are kept."""
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    curves = {}
+    for r in rows:
+        curves.setdefault(r["run"], []).append([round(r["minutes"], 4), round(math.sqrt(r["fd_floor"] * r["swd_floor"]), 4)])
+    recipes = {name: {"preset": RECIPES[name][device][0], "options": RECIPES[name][device][1]}
+               for name in dict.fromkeys(run.removesuffix(NO_GENRES) for run in curves)}
+    what = (f"{os.cpu_count()}-core CPU" if device == "cpu" else torch.cuda.get_device_name()) + f", {size} px"
+    table.setdefault("devices", {})[device] = {"what": what, "command": command, "recipes": recipes,
+                                               "speeds": {k: round(v, 1) for k, v in speeds.items()},
+                                               "curves": curves}
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 def parse_args():
@@ -311,6 +331,9 @@ def parse_args():
     parser.add_argument("--extra", default="", help="options added to every run, e.g. '--feature-res 128'")
     parser.add_argument("--doc", type=Path, default=Path("docs/training.md"),
                         help="markdown file to write the table and figures into (its img/ folder); '' for none")
+    parser.add_argument("--recipes-json", type=Path, default=None,
+                        help="also write the curves into this recipe table (src/postergen/recipes.json: what train "
+                             "picks without --preset)")
     parser.add_argument("--reuse", action="store_true", help="keep speeds, runs, evaluations and the floor in OUT")
     args = parser.parse_args()
     args.doc = args.doc if str(args.doc) not in ("", ".") else None

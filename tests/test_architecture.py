@@ -15,7 +15,7 @@ SRC = Path(__file__).parents[1] / "src" / "postergen"
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS = [
     {"postergen", "postergen.errors", "postergen.fields", "postergen.files", "postergen.provenance"},
-    {"postergen.config", "postergen.runfolder", "postergen.runtime", "postergen.checkpoint"},
+    {"postergen.config", "postergen.recipes", "postergen.runfolder", "postergen.runtime", "postergen.checkpoint"},
     {"postergen.data", "postergen.models", "postergen.diagnose", "postergen.plots"},
     {"postergen.engine", "postergen.draw", "postergen.metrics", "postergen.weights"},
     {"postergen.sample", "postergen.evaluate", "postergen.report", "postergen.upscale", "postergen.web",

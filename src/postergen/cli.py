@@ -263,10 +263,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train the seed's DCGAN (--preset seed) or the stable poster recipe.")
     p.add_argument("dataset", type=_path, help="dataset folder from `postergen prepare`")
     p.add_argument("-o", "--out", type=_path, required=True, help="run folder (config, checkpoints, samples, metrics)")
-    p.add_argument("--preset", choices=list(PRESETS), default="stable",
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="stable: the recommended poster recipe; seed: the student project's DCGAN recipe; "
                         "projected: FastGAN's G and the projected D, at ngf 16, ndf 32 on a CPU (the measured "
-                        "widths) and 64, 64 on CUDA")
+                        "widths) and 64, 64 on CUDA (default: the recipe measured best for the device and "
+                        "budget, src/postergen/recipes.json; stable where none was measured)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=None, help=f"training steps (default {TrainConfig.steps})")
     length.add_argument("--epochs", type=float, default=None, help="passes over the dataset (converted to steps)")
@@ -304,6 +305,7 @@ def _train_options(args: argparse.Namespace):
     before the dataset is read or anything is written."""
     from postergen.config import TrainConfig, from_preset
     from postergen.engine.gan import check_train
+    from postergen.recipes import FALLBACK
 
     given = _given_options(args, TrainConfig, _TRAIN_OWN)
     if args.steps is not None:
@@ -320,7 +322,7 @@ def _train_options(args: argparse.Namespace):
         from postergen.runtime import pick_device
 
         device = pick_device(device).type
-    cfg = from_preset(args.preset, device_type=device, **given)
+    cfg = from_preset(args.preset or FALLBACK, device_type=device, **given)  # no --preset: _recipe picks, later
     _check(check_train, cfg)
     return given, cfg, minutes
 
@@ -347,10 +349,13 @@ def _run_train(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, steps=given["steps"])
     budget = _length_fields(minutes, any(v is not None for v in (args.steps, args.epochs, args.kimg)), start)
     given, cfg = {**given, **budget}, dataclasses.replace(cfg, **budget)
-    changed = set(given) | ({"preset"} if args.preset != "stable" else set())
+    cfg, recipe = _recipe(args, cfg, given, ds)
+    changed = set(given) | ({"preset"} if args.preset is not None else set())
     if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
         import json
 
+        if recipe:
+            print(f"recipe {recipe}", file=sys.stderr)  # stdout stays the config's JSON
         print(json.dumps(resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1], indent=1))
         return 0
     if not args.resume:  # before anything is written; a resumed run keeps its own batch
@@ -361,6 +366,8 @@ def _run_train(args: argparse.Namespace) -> int:
     say = (lambda *a, **k: None) if quiet else print
     run_cfg = resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[0] if start else cfg  # a resume's own
     held = f" ({len(ds.held_out)} held out)" if len(ds.held_out) else ""
+    if recipe:
+        say(f"recipe {recipe}")
     say(f"train {args.out}: preset {run_cfg.preset}, {W}x{H} px, {len(ds.training)} posters{held}, "
           f"{len(ds.genres) if run_cfg.conditional else 0} genres, {_length_text(run_cfg, start)}")
     summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say,
@@ -375,6 +382,28 @@ def _run_train(args: argparse.Namespace) -> int:
     say(f"done: step {summary['step']}{spent} on {summary['device']}{graphs}; samples in {summary['samples']}, "
         f"checkpoint {summary['latest']}")
     return 0
+
+
+def _recipe(args: argparse.Namespace, cfg, given: dict, ds) -> tuple:
+    """-> (the config a new run without --preset trains: recipes.choose's measured winner for its device,
+    budget and genres, under the options given; why, in one line). A given --preset, or a resume's own
+    settings, stay as they are."""
+    if args.resume:
+        return cfg, ""
+    if args.preset is not None:
+        return cfg, f"{cfg.preset}: given with --preset"
+    from postergen import recipes
+    from postergen.config import MAX_STEPS, from_preset
+    from postergen.engine.gan import check_train
+    from postergen.runtime import pick_device
+
+    device = pick_device(cfg.device).type
+    choice = recipes.choose(device, cfg.conditional and len(ds.genres) > 1, cfg.batch, cfg.minutes or None,
+                            cfg.steps if cfg.steps < MAX_STEPS else None)
+    picked = from_preset(choice.preset, device_type=device,
+                         **{**choice.options, **given, **({"steps": choice.steps} if choice.steps else {})})
+    _check(check_train, picked)
+    return picked, choice.reason
 
 
 def _add_budget(p: argparse.ArgumentParser) -> None:
