@@ -111,3 +111,13 @@ def test_info_describes_a_run_folder(cli, run: Path):
     (run / "config.json").write_text(json.dumps(config))
     code, out, _ = cli("info", run)
     assert code == 0 and "ac\\x1b[2Jtion" in out and "\x1b" not in out
+
+
+def test_without_a_preset_the_child_takes_the_parents_model(cli, tiny_run: Path, horror: Path, tmp_path: Path):
+    # no --ngf/--ndf/--genre-dim: the parent's (8, 8, 8), not the recipe a new run would get
+    code, out, err = cli("train", horror, "-o", tmp_path / "r", "--batch", "8", "--device", "cpu", "--steps", "2",
+                         "--init-from", tiny_run, "--dry-run")
+    assert code == 0, err
+    model = json.loads(out)["model"]
+    assert (model["ngf"], model["ndf"], model["genre_dim"]) == (8, 8, 8)
+    assert err == "recipe stable: the parent's preset and model (--init-from)\n"

@@ -398,8 +398,14 @@ def _recipe(args: argparse.Namespace, cfg, given: dict, ds) -> tuple:
     from postergen.runtime import pick_device
 
     device = pick_device(cfg.device).type
-    choice = recipes.choose(device, cfg.conditional and len(ds.genres) > 1, cfg.batch, cfg.minutes or None,
-                            cfg.steps if cfg.steps < MAX_STEPS else None)
+    if cfg.init_from:  # the parent's model, so its weights carry over
+        from postergen.engine.transfer import parent_recipe
+
+        preset, options = parent_recipe(cfg.init_from)
+        choice = recipes.Choice(preset, options, f"{preset}: the parent's preset and model (--init-from)")
+    else:
+        choice = recipes.choose(device, cfg.conditional and len(ds.genres) > 1, cfg.batch, cfg.minutes or None,
+                                cfg.steps if cfg.steps < MAX_STEPS else None)
     picked = from_preset(choice.preset, device_type=device,
                          **{**choice.options, **given, **({"steps": choice.steps} if choice.steps else {})})
     _check(check_train, picked)

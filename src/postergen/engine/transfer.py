@@ -43,6 +43,17 @@ def load_parent(path: Path) -> tuple[dict, dict]:
     return {"G": ckpt["G"], "G_ema": ckpt.get("G_ema") or ckpt["G"], "D": ckpt.get("D")}, config
 
 
+def parent_recipe(path: Path) -> tuple[str, dict]:
+    """(preset, TrainConfig options) that rebuild a parent's model: what a child given no --preset
+    trains, so the weights carry over (the parent's preset; stable for an export, which has none)."""
+    from postergen.config import MODEL_OPTIONS
+
+    _, config = load_parent(path)
+    model = config.get("model", {})
+    options = {name: model[name] for name in MODEL_OPTIONS if name in model}
+    return config.get("train", {}).get("preset", "stable"), {**options, "arch": run_kind(config)[1]}
+
+
 def check_compatible(parent: dict, child_model, arch: str, where: Path) -> None:
     """One line naming both values when the parent's weights cannot carry over."""
     parent_arch = run_kind(parent)[1]
