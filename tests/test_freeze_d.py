@@ -55,6 +55,8 @@ def test_more_blocks_than_d_has_is_one_line(cli, tiny_dataset: Path, tmp_path: P
     code, _, err = cli("train", tiny_dataset, "-o", tmp_path / "r", *tiny_flags(), "--steps", "1", "--freeze-d", "4")
     assert "dcgan discriminator has 3 blocks to freeze; give --freeze-d 3 at most" in one_line_error(code, err, "train")
     assert not (tmp_path / "r").exists()
+    code, _, err = cli("train", tiny_dataset, "-o", tmp_path / "r", *tiny_flags(), "--freeze-d", "4", "--dry-run")
+    one_line_error(code, err, "train", "give --freeze-d 3 at most")  # a dry run fails where the run would
     code, _, err = cli("train", tiny_dataset, "-o", tmp_path / "r", *tiny_flags(), "--freeze-d", "-1")
     one_line_error(code, err, "train", "--freeze-d must be between 0 and 64 blocks")
 

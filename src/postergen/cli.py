@@ -354,9 +354,10 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
         import json
 
+        config = resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1]
         if recipe:
             print(f"recipe {recipe}", file=sys.stderr)  # stdout stays the config's JSON
-        print(json.dumps(resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1], indent=1))
+        print(json.dumps(config, indent=1))
         return 0
     if not args.resume:  # before anything is written; a resumed run keeps its own batch
         check_one_batch(ds, cfg.batch, world, "; give a smaller --batch")

@@ -293,6 +293,13 @@ def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = 
         model_cfg = cfg.model_config(H, W, len(genres), registry.get(cfg.arch, kind="gan").config)
     except ValueError as e:
         raise UserError(f"--arch {cfg.arch}: {e}") from None
+    if cfg.freeze_d:  # D's block count, so a --dry-run fails where the run would (no memory: on "meta")
+        with torch.device("meta"):
+            D = registry.get(cfg.arch, kind="gan").build(model_cfg)[1]
+        try:
+            freeze_blocks(D, cfg.freeze_d, getattr(model_cfg, "discriminator", type(D).__name__))
+        except ValueError as e:
+            raise UserError(str(e)) from None
     return cfg, gan_config(cfg, model_cfg, genres, ds, run)
 
 
