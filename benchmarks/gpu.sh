@@ -26,8 +26,10 @@ $PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 
 # Quality versus time at 128 px (docs/training.md, Quality versus time): stable, the projected preset and
 # FastGAN's pair at GPU widths, with and without genres, 10 minutes each (60 minutes of training
 # plus evaluations, not yet timed; CURVES=0 skips it), each recipe's speed timed first; table and figures in $OUT/curves128
-# (curves.md, curves_128.png, curves_grids_128.jpg), not in docs/.
+# (curves.md, curves_128.png, curves_grids_128.jpg), not in docs/; recipes.json there holds the "cuda" entry
+# for src/postergen/recipes.json (copy it in: then `train` without --preset picks by these curves on CUDA).
 if [ "${CURVES:-1}" != 0 ]; then
   $PY benchmarks/curves.py --out "$OUT/curves128" --size 128 --posters 5000 --holdout 20 --n 1000 --minutes 10 \
-      --device cuda --eval-device cuda --speed-steps 50 --speed-warmup 10 --doc ""
+      --device cuda --eval-device cuda --speed-steps 50 --speed-warmup 10 --doc "" \
+      --recipes-json "$OUT/curves128/recipes.json"
 fi
