@@ -29,8 +29,16 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 def pytest_configure(config):
     """One torch thread in the test process, as every postergen process the tests start has
     (OMP_NUM_THREADS=1). Tiny tensors gain nothing from a second thread, and on a busy 2-core machine
-    two threads wait on each other: a step that takes 0.3 s alone took 46 s beside other work."""
+    two threads wait on each other: a step that takes 0.3 s alone took 46 s beside other work.
+
+    And no measured recipes (POSTERGEN_RECIPES, for this process and those it starts): a run without
+    --preset trains stable whatever src/postergen/recipes.json holds, so a new measurement cannot
+    change what the tests train; test_recipes.py gives its own tables."""
     torch.set_num_threads(1)
+    empty = Path(config.rootpath) / ".pytest_cache" / "no-recipes.json"
+    empty.parent.mkdir(exist_ok=True)
+    empty.write_text('{"devices": {}}\n')
+    os.environ["POSTERGEN_RECIPES"] = str(empty)
 
 
 def solid(path: Path, color=(200, 30, 30), size=(182, 268), mode="RGB", **save) -> Path:

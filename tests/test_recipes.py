@@ -62,7 +62,7 @@ def test_a_device_without_curves_keeps_the_stable_preset():
 
 
 def test_the_shipped_table_is_well_formed():
-    table = recipes.load()
+    table = recipes.load(recipes.TABLE)
     for device, m in table["devices"].items():
         assert set(m) >= {"what", "command", "recipes", "speeds", "curves"}, device
         for name, curve in m["curves"].items():
@@ -74,8 +74,7 @@ def test_the_shipped_table_is_well_formed():
 def table(tmp_path: Path, monkeypatch) -> Path:
     path = tmp_path / "recipes.json"
     path.write_text(json.dumps(TABLE))
-    monkeypatch.setattr(recipes, "TABLE", path)
-    monkeypatch.setattr(recipes.load, "__defaults__", (path,))
+    monkeypatch.setenv("POSTERGEN_RECIPES", str(path))
     return path
 
 
@@ -92,3 +91,10 @@ def test_train_without_a_preset_trains_the_winner_and_says_why(cli, table, tiny_
     code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--minutes", "30", "--preset", "stable",
                          "--device", "cpu", "--dry-run")
     assert json.loads(out)["train"]["preset"] == "stable" and "given with --preset" in err
+
+
+def test_a_broken_table_is_one_line(cli, tiny_dataset: Path, tmp_path: Path, monkeypatch):
+    (tmp_path / "bad.json").write_text("{not json")
+    monkeypatch.setenv("POSTERGEN_RECIPES", str(tmp_path / "bad.json"))
+    code, _, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--dry-run")
+    assert code == 2 and err.startswith("postergen train: error: recipe table ") and err.count("\n") == 1

@@ -5,15 +5,19 @@ measured it (docs/training.md, "Quality versus time"): at each point the geometr
 FD and SWD, each over the real-vs-real floor (lower is better), against minutes at the recipe's quiet
 speed. At a budget the recipe whose curve (interpolated in log-log) is lowest wins; a budget outside
 the measured range takes the winner at its nearer end, and says so. A device with no curves keeps the
-stable preset at its own widths. curves.py `--recipes-json` rewrites the file from a study.
+stable preset at its own widths. curves.py `--recipes-json` rewrites the file from a study;
+$POSTERGEN_RECIPES names another table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from postergen.errors import UserError
 
 TABLE = Path(__file__).with_name("recipes.json")
 FALLBACK = "stable"  # the preset where nothing was measured, and the one steps are timed with
@@ -28,8 +32,13 @@ class Choice:
     steps: int | None = None  # a length given in steps, as the winner's steps in the same time
 
 
-def load(path: Path = TABLE) -> dict:
-    return json.loads(path.read_text())
+def load(path: Path | None = None) -> dict:
+    """The table: `path`, else $POSTERGEN_RECIPES (a table of one's own), else the one shipped."""
+    path = Path(path or os.environ.get("POSTERGEN_RECIPES") or TABLE)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"recipe table {path}: {e}") from None
 
 
 def at(curve: list[list[float]], minutes: float) -> float:
