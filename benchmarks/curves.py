@@ -335,7 +335,12 @@ def parse_args():
                         help="also write the curves into this recipe table (src/postergen/recipes.json: what train "
                              "picks without --preset)")
     parser.add_argument("--reuse", action="store_true", help="keep speeds, runs, evaluations and the floor in OUT")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the runs already in OUT, each at the length it has (with "
+                             "--reuse; a study grown in parts: --minutes 60 for some runs, 15 for others)")
     args = parser.parse_args()
+    if args.report_only and not args.reuse:
+        sys.exit("--report-only goes with --reuse (it reads what OUT holds)")
     args.doc = args.doc if str(args.doc) not in ("", ".") else None
     unknown = [r for r in args.recipes.split(",") if r not in RECIPES]
     if unknown:
@@ -351,6 +356,10 @@ def main() -> None:
     REUSE = args.reuse
     genres = [True] if args.with_genres else [False] if args.no_genres else [True, False]
     planned = plan(args.recipes.split(","), genres, args.device)
+    if args.report_only:
+        for name in [name for name in planned if not (args.out / "runs" / name / "bench-train.json").is_file()]:
+            print(f"note: {name} left out, not trained yet (--report-only)")
+            del planned[name]
     ds = built_in_dataset(args.out, args.posters, args.size, args.holdout)
     speeds = quiet_speeds(ds, planned, args)  # first, while nothing else of this study runs
     n = min(args.n, len(real_pool(open_dataset(ds))))
@@ -358,7 +367,8 @@ def main() -> None:
     evaluate, runs, rows = Evaluator(ds, n, args.eval_device), {}, []
     for name, (preset, options) in planned.items():  # one run at a time: train, evaluate, prune
         runs[name] = args.out / "runs" / name
-        train(ds, runs[name], preset, options, speeds[name], args)
+        if not args.report_only:
+            train(ds, runs[name], preset, options, speeds[name], args)
         rows += [point_row(name, runs[name], result, speeds[name], floor)
                  for result in curve(runs[name], evaluate, args.points, args.keep_all)]
     write_results(args, rows, floor, speeds, runs, n)
