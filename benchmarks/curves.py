@@ -293,12 +293,12 @@ def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[
 
 def write_recipes(path: Path, rows: list[dict], speeds: dict, device: str, size: int, command: str) -> None:
     """This study's curves as postergen's recipe table (postergen/recipes.py reads it): for this device
-    type, each recipe's preset and widths, speeds, and [minutes, geometric mean of FD and SWD over the
-    floor] per run; other devices' entries are kept."""
+    type, each recipe's preset and widths, speeds, and [minutes, FD over the floor, SWD over the floor]
+    per run; other devices' entries are kept."""
     table = json.loads(path.read_text()) if path.is_file() else {}
     curves = {}
     for r in rows:
-        curves.setdefault(r["run"], []).append([round(r["minutes"], 4), round(math.sqrt(r["fd_floor"] * r["swd_floor"]), 4)])
+        curves.setdefault(r["run"], []).append([round(r["minutes"], 4), round(r["fd_floor"], 4), round(r["swd_floor"], 4)])
     recipes = {name: {"preset": RECIPES[name][device][0], "options": RECIPES[name][device][1]}
                for name in dict.fromkeys(run.removesuffix(NO_GENRES) for run in curves)}
     what = (f"{os.cpu_count()}-core CPU" if device == "cpu" else torch.cuda.get_device_name()) + f", {size} px"

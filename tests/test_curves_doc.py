@@ -42,7 +42,7 @@ def test_a_study_becomes_the_recipe_table_train_reads(curves, tmp_path: Path):
     def row(run, minutes, fd_floor, swd_floor):
         return {"run": run, "minutes": minutes, "fd_floor": fd_floor, "swd_floor": swd_floor}
 
-    rows = [row("stable", 1, 16, 16), row("stable", 10, 9, 9), row("projected", 1, 25, 25), row("projected", 10, 4, 4),
+    rows = [row("stable", 1, 16, 12), row("stable", 10, 9, 9), row("projected", 1, 25, 25), row("projected", 10, 4, 4),
             row("stable-nogenres", 1, 16, 16), row("stable-nogenres", 10, 9, 9)]
     path = tmp_path / "recipes.json"
     path.write_text('{"devices": {"cuda": {"kept": true}}}')
@@ -51,7 +51,7 @@ def test_a_study_becomes_the_recipe_table_train_reads(curves, tmp_path: Path):
     table = json.loads(path.read_text())
     assert table["devices"]["cuda"] == {"kept": True}  # another device's curves stay
     cpu = table["devices"]["cpu"]
-    assert cpu["curves"]["stable"] == [[1, 16.0], [10, 9.0]]  # geometric mean of the two ratios
+    assert cpu["curves"]["stable"] == [[1, 16, 12], [10, 9, 9]]  # minutes, FD and SWD over their floors
     assert cpu["recipes"]["projected"] == {"preset": "projected", "options": {}}
     assert cpu["recipes"]["stable"] == {"preset": "stable", "options": {"ngf": 32, "ndf": 32}}
     assert choose("cpu", True, 64, minutes=1, table=table).preset == "stable"

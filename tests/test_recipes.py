@@ -10,17 +10,21 @@ import pytest
 from postergen import recipes
 from postergen.recipes import choose
 
-# A fast recipe that wins early and a slow one that wins late (scores: FD and SWD over real, lower is
-# better); without genres the fast one wins throughout.
+# Minutes, FD and SWD over their floors (lower is better). With genres the slow recipe gets better on both
+# from about 8 minutes; FastGAN's pair only ever on FD (a challenger must beat stable on both). Without
+# genres the fast one wins throughout.
 TABLE = {"devices": {"cpu": {
     "what": "a 2-core CPU, 64 px",
     "recipes": {"stable": {"preset": "stable", "options": {"ngf": 32, "ndf": 32}},
-                "projected": {"preset": "projected", "options": {}}},
-    "speeds": {"stable": 300.0, "projected": 50.0, "stable-nogenres": 300.0, "projected-nogenres": 50.0},
-    "curves": {"stable": [[0.5, 40.0], [2, 20.0], [8, 12.0], [32, 10.0]],
-               "projected": [[0.5, 60.0], [2, 25.0], [8, 10.0], [32, 5.0]],
-               "stable-nogenres": [[0.5, 40.0], [32, 10.0]],
-               "projected-nogenres": [[0.5, 60.0], [32, 20.0]]},
+                "projected": {"preset": "projected", "options": {}},
+                "fastgan": {"preset": "stable", "options": {"arch": "fastgan", "discriminator": "fastgan"}}},
+    "speeds": {"stable": 300.0, "projected": 50.0, "fastgan": 30.0, "stable-nogenres": 300.0,
+               "projected-nogenres": 50.0},
+    "curves": {"stable": [[0.5, 40, 40], [2, 20, 20], [8, 12, 12], [32, 10, 10]],
+               "projected": [[0.5, 60, 60], [2, 25, 25], [8, 12, 12], [32, 5, 5]],
+               "fastgan": [[0.5, 30, 90], [32, 2, 50]],
+               "stable-nogenres": [[0.5, 40, 40], [32, 10, 10]],
+               "projected-nogenres": [[0.5, 60, 60], [32, 20, 20]]},
 }}}
 
 
@@ -28,16 +32,26 @@ def test_the_winner_follows_the_budget():
     early, late = choose("cpu", True, 64, minutes=1, table=TABLE), choose("cpu", True, 64, minutes=30, table=TABLE)
     assert (early.preset, early.options, early.steps) == ("stable", {"ngf": 32, "ndf": 32}, None)
     assert (late.preset, late.options) == ("projected", {})
-    assert "--minutes 30" in late.reason and "with genres" in late.reason and "\n" not in late.reason
+    assert "better than stable on both FD and SWD" in late.reason and "--minutes 30" in late.reason
+    assert "with genres" in late.reason and "\n" not in late.reason
     assert choose("cpu", False, 64, minutes=30, table=TABLE).preset == "stable"  # its own curves
 
 
-def test_between_points_the_curve_is_interpolated_in_log_log():
-    assert recipes.at([[1, 100.0], [4, 25.0]], 2) == pytest.approx(50.0)
-    assert recipes.at([[1, 100.0], [4, 25.0]], 0.5) == 100.0 and recipes.at([[1, 100.0], [4, 25.0]], 9) == 25.0
-    # the curves cross between 2 and 8 minutes: stable 20 -> 12, projected 25 -> 10
-    assert choose("cpu", True, 64, minutes=3, table=TABLE).preset == "stable"
-    assert choose("cpu", True, 64, minutes=7, table=TABLE).preset == "projected"
+def test_a_challenger_must_be_better_on_both_metrics():
+    # at 30 minutes FastGAN's pair has the lowest FD (2.x) but the highest SWD: it never replaces stable
+    c = choose("cpu", True, 64, minutes=30, table={"devices": {"cpu": {
+        **TABLE["devices"]["cpu"], "recipes": {k: v for k, v in TABLE["devices"]["cpu"]["recipes"].items()
+                                               if k != "projected"}}}})
+    assert c.preset == "stable" and "no recipe better on both FD and SWD" in c.reason
+
+
+def test_between_points_the_curves_are_interpolated_in_log_log():
+    curve = [[1, 100.0, 10.0], [4, 25.0, 40.0]]
+    assert recipes.at(curve, 2, 1) == pytest.approx(50.0) and recipes.at(curve, 2, 2) == pytest.approx(20.0)
+    assert recipes.at(curve, 0.5, 1) == 100.0 and recipes.at(curve, 9, 2) == 40.0
+    # stable and projected meet at 8 minutes: projected is better on both only after it
+    assert choose("cpu", True, 64, minutes=7, table=TABLE).preset == "stable"
+    assert choose("cpu", True, 64, minutes=9, table=TABLE).preset == "projected"
 
 
 def test_a_budget_beyond_the_measured_range_takes_the_nearer_end_and_says_so():
@@ -67,7 +81,8 @@ def test_the_shipped_table_is_well_formed():
         assert set(m) >= {"what", "command", "recipes", "speeds", "curves"}, device
         for name, curve in m["curves"].items():
             assert name.removesuffix(recipes.NO_GENRES) in m["recipes"] and name in m["speeds"]
-            assert [p[0] for p in curve] == sorted(p[0] for p in curve) and all(p[1] > 0 for p in curve)
+            assert [p[0] for p in curve] == sorted(p[0] for p in curve)
+            assert all(len(p) == 3 and min(p) > 0 for p in curve)
 
 
 @pytest.fixture

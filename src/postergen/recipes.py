@@ -1,12 +1,15 @@
 """The recipe `train` uses when no --preset is given: the measured winner for the device and budget.
 
 recipes.json holds, per device type, each recipe's quality-versus-time curve as benchmarks/curves.py
-measured it (docs/training.md, "Quality versus time"): at each point the geometric mean of perceptual
-FD and SWD, each over the real-vs-real floor (lower is better), against minutes at the recipe's quiet
-speed. At a budget the recipe whose curve (interpolated in log-log) is lowest wins; a budget outside
-the measured range takes the winner at its nearer end, and says so. A device with no curves keeps the
-stable preset at its own widths. curves.py `--recipes-json` rewrites the file from a study;
-$POSTERGEN_RECIPES names another table.
+measured it (docs/training.md, "Quality versus time"): at each point the minutes (images seen over
+the recipe's quiet speed), perceptual FD over the real-vs-real floor and SWD over its floor. Both
+curves are interpolated in log-log at the budget. Another recipe replaces the stable one only where
+it measures better on both FD and SWD (the best geometric mean of the two among those that do):
+FD's feature network and the projected D's backbone are both ImageNet EfficientNets, so FD alone
+can favour a D that matches those features while the pixels (SWD) and the grid say otherwise, as
+they did on this CPU. A budget outside the measured range takes the nearer end, and says so. A
+device with no curves keeps the stable preset at its own widths. curves.py `--recipes-json`
+rewrites the file from a study; $POSTERGEN_RECIPES names another table.
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ def load(path: Path | None = None) -> dict:
         raise UserError(f"recipe table {path}: {e}") from None
 
 
-def at(curve: list[list[float]], minutes: float) -> float:
-    """A curve's score at `minutes` (within its points), linear in log(minutes) and log(score)."""
-    for (m0, s0), (m1, s1) in zip(curve, curve[1:]):
+def at(curve: list[list[float]], minutes: float, column: int) -> float:
+    """A curve's value in `column` at `minutes` (points' first column), linear in log-log; the nearer
+    end's value outside the points."""
+    for p0, p1 in zip(curve, curve[1:]):
+        (m0, y0), (m1, y1) = (p0[0], p0[column]), (p1[0], p1[column])
         if m0 <= minutes <= m1:
             t = 0.0 if m1 == m0 else math.log(minutes / m0) / math.log(m1 / m0)
-            return math.exp((1 - t) * math.log(s0) + t * math.log(s1))
-    return curve[0][1] if minutes < curve[0][0] else curve[-1][1]
+            return math.exp((1 - t) * math.log(y0) + t * math.log(y1))
+    return curve[0][column] if minutes < curve[0][0] else curve[-1][column]
 
 
 def _speed(measured: dict, name: str, conditional: bool) -> float | None:
@@ -75,18 +80,23 @@ def choose(device_type: str, conditional: bool, batch: int, minutes: float | Non
     lo = max(c[0][0] for c in curves.values())  # where every curve has a point
     hi = min(c[-1][0] for c in curves.values())
     where = min(max(budget, lo), hi)
-    scores = {name: at(c, where) for name, c in curves.items()}
-    best = min(scores, key=scores.get)
+    fd, swd = ({name: at(c, where, column) for name, c in curves.items()} for column in (1, 2))
+    mean = {name: math.sqrt(fd[name] * swd[name]) for name in curves}
+    incumbent = FALLBACK if FALLBACK in curves else min(mean, key=mean.get)
+    better = [name for name in curves if fd[name] < fd[incumbent] and swd[name] < swd[incumbent]]
+    best = min(better, key=mean.get) if better else incumbent
     recipe = measured["recipes"][best]
     new_steps = None
     if budget != minutes and best != FALLBACK:  # the steps' time, in the winner's own steps
         new_steps = max(1, round(budget * 60 * _speed(measured, best, conditional) / batch))
     how = f"--minutes {minutes:g}" if budget == minutes else f"{steps} steps of {batch} on {FALLBACK}"
     widths = ", ".join(f"{k} {v}" for k, v in recipe["options"].items())
-    others = ", ".join(f"{name} {s:.3g}" for name, s in sorted(scores.items(), key=lambda kv: kv[1]) if name != best)
     edge = "" if where == budget else f" (the measured budget nearest {budget:.3g} min)"
+    verdict = (f"better than {incumbent} on both FD and SWD" if best != incumbent
+               else "no recipe better on both FD and SWD" if len(curves) > 1 else "the only one measured")
+    scores = "; ".join(f"{name} {fd[name]:.3g}, {swd[name]:.3g}" for name in sorted(curves, key=mean.get))
     reason = (f"{best}: preset {recipe['preset']}{f', {widths}' if widths else ''}"
-              f"{f' for {new_steps} steps' if new_steps else ''}; the best measured at {where:.3g} min{edge}, "
-              f"the budget of {how} on {measured['what']} {'with' if conditional else 'without'} genres "
-              f"(FD and SWD over real, geometric mean: {scores[best]:.3g}; {others}; docs/training.md)")
+              f"{f' for {new_steps} steps' if new_steps else ''}; {verdict} at {where:.3g} min{edge}, the budget "
+              f"of {how} on {measured['what']} {'with' if conditional else 'without'} genres (FD, SWD over real: "
+              f"{scores}; docs/training.md)")
     return Choice(recipe["preset"], dict(recipe["options"]), reason, new_steps)
