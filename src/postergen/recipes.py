@@ -94,9 +94,11 @@ def choose(device_type: str, conditional: bool, batch: int, minutes: float | Non
     edge = "" if where == budget else f" (the measured budget nearest {budget:.3g} min)"
     verdict = (f"better than {incumbent} on both FD and SWD" if best != incumbent
                else "no recipe better on both FD and SWD" if len(curves) > 1 else "the only one measured")
-    scores = "; ".join(f"{name} {fd[name]:.3g}, {swd[name]:.3g}" for name in sorted(curves, key=mean.get))
+    # the winner beside the one it beat (or, where stable holds, the best of the rest)
+    shown = [best] + ([incumbent] if best != incumbent else [n for n in sorted(curves, key=mean.get) if n != best][:1])
+    scores = "; ".join(f"{name} {fd[name]:.3g}, {swd[name]:.3g}" for name in shown)
     reason = (f"{best}: preset {recipe['preset']}{f', {widths}' if widths else ''}"
-              f"{f' for {new_steps} steps' if new_steps else ''}; {verdict} at {where:.3g} min{edge}, the budget "
-              f"of {how} on {measured['what']} {'with' if conditional else 'without'} genres (FD, SWD over real: "
-              f"{scores}; docs/training.md)")
+              f"{f' for {new_steps} steps' if new_steps else ''}; {verdict} at {where:.3g} min{edge} ({how}; "
+              f"{measured['what']}, {'with' if conditional else 'without'} genres; FD, SWD over real: {scores}; "
+              f"docs/training.md)")
     return Choice(recipe["preset"], dict(recipe["options"]), reason, new_steps)
