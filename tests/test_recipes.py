@@ -73,6 +73,10 @@ def test_a_length_in_steps_is_timed_at_the_fallback_speed_and_given_to_the_winne
 def test_a_device_without_curves_keeps_the_stable_preset():
     c = choose("cuda", True, 64, minutes=30, table=TABLE)
     assert (c.preset, c.options) == ("stable", {}) and "no quality-versus-time curves measured on cuda" in c.reason
+    cpu = TABLE["devices"]["cpu"]
+    with_genres_only = {"devices": {"cpu": {**cpu, "curves": {k: v for k, v in cpu["curves"].items() if "-" not in k}}}}
+    c = choose("cpu", False, 64, minutes=30, table=with_genres_only)
+    assert (c.preset, c.options) == ("stable", {}) and "no curves measured without genres" in c.reason
 
 
 def test_the_shipped_table_is_well_formed():

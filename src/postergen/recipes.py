@@ -77,6 +77,9 @@ def choose(device_type: str, conditional: bool, batch: int, minutes: float | Non
     suffix = "" if conditional else NO_GENRES
     curves = {name: measured["curves"][name + suffix] for name in measured["recipes"]
               if name + suffix in measured["curves"]}
+    if not curves:
+        return Choice(FALLBACK, {}, f"{FALLBACK}: no curves measured {'with' if conditional else 'without'} genres "
+                                    f"on {measured['what']} yet (benchmarks/curves.py)")
     lo = max(c[0][0] for c in curves.values())  # where every curve has a point
     hi = min(c[-1][0] for c in curves.values())
     where = min(max(budget, lo), hi)
