@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from common import POSTERGEN, built_in_dataset, final_row, study_parser
 from gan_speed import speed
@@ -40,7 +41,7 @@ from postergen.config import MAX_KEEP, flag, from_preset
 from postergen.data.dataset import open_dataset
 from postergen.evaluate import evaluate_checkpoint, prepare_evaluation, real_inputs, real_pool, record_curve_point
 from postergen.runfolder import RunFolder
-from projected import figure, summary
+from projected import compose, summary, tile
 
 REUSE = False  # --reuse: keep speeds, runs, evaluations and the floor already in OUT
 BEGIN, END = "<!-- curves:begin -->", "<!-- curves:end -->"
@@ -237,15 +238,18 @@ def _num(x: float) -> str:
     return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.3g}"
 
 
-def markdown(rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path], n: int, links: tuple[str, str],
-             command: str) -> str:
+def markdown(data: dict, earlier: list[str], links: tuple[str, str], command: str, earlier_file: str) -> str:
     """The block between the markers: how it was made, the floor, speeds, every point, both figures."""
+    floor, speeds, rows, n = data["floor"], data["speeds"], data["rows"], data["n"]
     lines = [f"Written by `{command}`; rerunning replaces everything between the markers.", "",
              f"Real vs real ({n} other built-in posters against the {n} held-out ones): FD {_num(floor['fd'])}, "
-             f"SWD {_num(floor['swd'])}, precision {_num(floor['precision'])}, recall {_num(floor['recall'])}.", "",
-             "| run | ngf, ndf | img/s, quiet step | img/s, the run's own |", "|---|---|---|---|"]
-    for name, run in runs.items():
-        row, own = next(r for r in rows if r["run"] == name), final_row(run)["img_per_s"]
+             f"SWD {_num(floor['swd'])}, precision {_num(floor['precision'])}, recall {_num(floor['recall'])}.", ""]
+    if earlier:
+        lines += [f"Rows of {', '.join(earlier)} come from `{earlier_file}` (`--earlier`): an earlier sitting of this "
+                  "study, whose runs are no longer on disk; their grids are the tiles it kept.", ""]
+    lines += ["| run | ngf, ndf | img/s, quiet step | img/s, the run's own |", "|---|---|---|---|"]
+    for name in dict.fromkeys(r["run"] for r in rows):
+        row, own = next(r for r in rows if r["run"] == name), data["own_img_per_s"].get(name)
         lines.append(f"| {name} | {row['ngf']}, {row['ndf']} | {speeds[name]:.0f} | {f'{own:.0f}' if own else '–'} |")
     cols = ["minutes", "images", "fd", "swd", "precision", "recall", "genre_top1", "fd_floor", "swd_floor"]
     heads = ["minutes", "images", "FD ↓", "SWD ↓", "precision", "recall", "genre top-1", "FD / floor", "SWD / floor"]
@@ -269,26 +273,84 @@ def replace_between(text: str, block: str, begin: str = BEGIN, end: str = END) -
     return text[:i + len(begin)] + f"\n{block}\n" + text[j:]
 
 
-def write_results(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path], n: int) -> None:
-    """OUT/curves.json and curves.md, the two figures, and the block in --doc."""
-    (args.out / "curves.json").write_text(json.dumps({"floor": floor, "speeds": speeds, "rows": rows}, indent=1))
+def study_data(args, rows: list[dict], floor: dict, speeds: dict, runs: dict[str, Path], n: int) -> dict:
+    """What the study measured, as OUT/curves.json (and, with --doc, its data/curves_SIZE.json) holds it: a
+    later sitting on another machine can extend it with --earlier."""
+    return {"size": args.size, "posters": args.posters, "holdout": args.holdout, "n": n, "floor": floor,
+            "speeds": speeds, "own_img_per_s": {name: final_row(run)["img_per_s"] for name, run in runs.items()},
+            "rows": rows}
+
+
+def run_order(name: str) -> tuple[bool, int]:
+    """With genres first, then without; recipes in RECIPES' order."""
+    return name.endswith(NO_GENRES), list(RECIPES).index(name.removesuffix(NO_GENRES))
+
+
+def merge_earlier(path: Path, data: dict) -> tuple[dict, list[str]]:
+    """`data` with the runs it lacks taken from an earlier sitting's data file (rows, speeds, own speeds),
+    and their names. The earlier study must be the same one: size, posters, holdout, n, and a real-vs-real
+    floor within 1% (the same held-out posters, evaluated the same way)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"--earlier {path}: {e}")
+    keys = ("size", "posters", "holdout", "n")
+    differ = [f"{k} {earlier.get(k)} (now {data[k]})" for k in keys if earlier.get(k) != data[k]]
+    differ += [f"floor {m} {earlier['floor'][m]:.3g} (now {data['floor'][m]:.3g})" for m in ("fd", "swd")
+               if abs(earlier["floor"][m] / data["floor"][m] - 1) > 0.01]
+    if differ:
+        sys.exit(f"--earlier {path}: not the same study: {', '.join(differ)}")
+    have = {r["run"] for r in data["rows"]}
+    taken = [name for name in dict.fromkeys(r["run"] for r in earlier["rows"]) if name not in have]
+    rows = [r for r in earlier["rows"] if r["run"] in taken] + data["rows"]
+    rows.sort(key=lambda r: (run_order(r["run"]), r["minutes"]))
+    merged = {**data, "rows": rows,
+              "speeds": {**{k: earlier["speeds"][k] for k in taken}, **data["speeds"]},
+              "own_img_per_s": {**{k: earlier["own_img_per_s"].get(k) for k in taken}, **data["own_img_per_s"]}}
+    return merged, taken
+
+
+def grids(data: dict, runs: dict[str, Path], folder: Path, path: Path) -> None:
+    """The last grid of each run in the table, side by side: a run trained here gives a fresh tile (kept in
+    `folder` for later sittings), an earlier one its kept tile (left out, with a note, where none was kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    for name in dict.fromkeys(r["run"] for r in data["rows"]):
+        kept = folder / f"{name}.jpg"
+        if name in runs:
+            tile(name, runs[name]).save(kept, quality=92)
+        if kept.is_file():
+            tiles.append(Image.open(kept).convert("RGB"))
+        else:
+            print(f"note: no grid kept for {name} ({kept})")
+    if tiles:
+        compose(tiles, path)
+
+
+def write_results(args, data: dict, runs: dict[str, Path], earlier: list[str]) -> None:
+    """OUT/curves.json and curves.md, the two figures, and (with --doc) the block in it, the study's data
+    in its data/ folder and each run's last grid in img/curves_SIZE/."""
+    (args.out / "curves.json").write_text(json.dumps(data, indent=1) + "\n")
     folder = args.doc.parent / "img" if args.doc else args.out
-    curves_png, grids = folder / f"curves_{args.size}.png", folder / f"curves_grids_{args.size}.jpg"
-    plot(rows, floor, curves_png)
-    figure(runs, grids)
+    curves_png, grids_jpg = folder / f"curves_{args.size}.png", folder / f"curves_grids_{args.size}.jpg"
+    plot(data["rows"], data["floor"], curves_png)
+    grids(data, runs, folder / f"curves_{args.size}", grids_jpg)
     command = "python benchmarks/curves.py " + shlex.join(a for a in sys.argv[1:] if a != "--reuse")  # the study's
 
     def block(base: Path) -> str:
-        return markdown(rows, floor, speeds, runs, n, (os.path.relpath(curves_png, base), os.path.relpath(grids, base)),
-                        command)
+        return markdown(data, earlier, (os.path.relpath(curves_png, base), os.path.relpath(grids_jpg, base)),
+                        command, str(args.earlier))
 
     if args.recipes_json:
-        write_recipes(args.recipes_json, rows, speeds, args.device, args.size, command)
+        write_recipes(args.recipes_json, data["rows"], data["speeds"], args.device, args.size, command)
     (args.out / "curves.md").write_text(block(args.out) + "\n")
     print(block(args.out))
     if args.doc:
+        kept = args.doc.parent / "data" / f"curves_{args.size}.json"
+        kept.parent.mkdir(exist_ok=True)
+        kept.write_text(json.dumps(data, indent=1) + "\n")
         args.doc.write_text(replace_between(args.doc.read_text(), block(args.doc.parent)))
-        print(f"wrote {args.doc}, {curves_png}, {grids}")
+        print(f"wrote {args.doc}, {kept}, {curves_png}, {grids_jpg}")
 
 
 def write_recipes(path: Path, rows: list[dict], speeds: dict, device: str, size: int, command: str) -> None:
@@ -335,6 +397,9 @@ def parse_args():
                         help="also write the curves into this recipe table (src/postergen/recipes.json: what train "
                              "picks without --preset)")
     parser.add_argument("--reuse", action="store_true", help="keep speeds, runs, evaluations and the floor in OUT")
+    parser.add_argument("--earlier", type=Path, default=None,
+                        help="an earlier sitting's data (docs/data/curves_SIZE.json, which --doc writes): the runs "
+                             "not in OUT are tabulated from it, so a study grows across machines")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tabulate the runs already in OUT, each at the length it has (with "
                              "--reuse; a study grown in parts: --minutes 60 for some runs, 15 for others)")
@@ -371,7 +436,10 @@ def main() -> None:
             train(ds, runs[name], preset, options, speeds[name], args)
         rows += [point_row(name, runs[name], result, speeds[name], floor)
                  for result in curve(runs[name], evaluate, args.points, args.keep_all)]
-    write_results(args, rows, floor, speeds, runs, n)
+    data, earlier = study_data(args, rows, floor, speeds, runs, n), []
+    if args.earlier:
+        data, earlier = merge_earlier(args.earlier, data)
+    write_results(args, data, runs, earlier)
 
 
 if __name__ == "__main__":

@@ -89,23 +89,29 @@ def summary(r: dict) -> dict:
             "genre_top1": get("genre", "fake_top1")}
 
 
-def figure(runs: dict[str, Path], path: Path, per_row: int = 3) -> None:
-    """Each run's last fixed-noise grid, labelled, side by side (per_row to a row)."""
-    tiles = []
-    for name, run in runs.items():
-        grid = Image.open(sorted((run / "samples").glob("step-*.png"))[-1]).convert("RGB")
-        kimg = final_row(run)["kimg"]
-        tile = Image.new("RGB", (grid.width + 8, grid.height + 18), "white")
-        tile.paste(grid, (0, 18))
-        ImageDraw.Draw(tile).text((4, 3), f"{name} ({kimg:.0f} kimg)", fill="black")
-        tiles.append(tile)
+def tile(name: str, run: Path) -> Image.Image:
+    """The run's last fixed-noise grid under a label: its name and images seen."""
+    grid = Image.open(sorted((run / "samples").glob("step-*.png"))[-1]).convert("RGB")
+    out = Image.new("RGB", (grid.width + 8, grid.height + 18), "white")
+    out.paste(grid, (0, 18))
+    ImageDraw.Draw(out).text((4, 3), f"{name} ({final_row(run)['kimg']:.0f} kimg)", fill="black")
+    return out
+
+
+def compose(tiles: list[Image.Image], path: Path, per_row: int = 3) -> None:
+    """Tiles side by side, per_row to a row, saved to path."""
     w, h = max(t.width for t in tiles), max(t.height for t in tiles)
     rows = (len(tiles) + per_row - 1) // per_row
     out = Image.new("RGB", (w * min(per_row, len(tiles)), h * rows), "white")
-    for i, tile in enumerate(tiles):
-        out.paste(tile, ((i % per_row) * w, (i // per_row) * h))
+    for i, t in enumerate(tiles):
+        out.paste(t, ((i % per_row) * w, (i // per_row) * h))
     path.parent.mkdir(parents=True, exist_ok=True)
     out.save(path)
+
+
+def figure(runs: dict[str, Path], path: Path, per_row: int = 3) -> None:
+    """Each run's last fixed-noise grid, labelled, side by side (per_row to a row)."""
+    compose([tile(name, run) for name, run in runs.items()], path, per_row)
 
 
 def main() -> None:

@@ -57,3 +57,40 @@ def test_a_study_becomes_the_recipe_table_train_reads(curves, tmp_path: Path):
     assert choose("cpu", True, 64, minutes=1, table=table).preset == "stable"
     assert choose("cpu", True, 64, minutes=10, table=table).preset == "projected"
     assert choose("cpu", False, 64, minutes=10, table=table).preset == "stable"  # no projected curve without genres
+
+
+def test_an_earlier_sitting_fills_in_the_runs_this_one_lacks(curves, tmp_path: Path):
+    def row(run, minutes, fd):
+        return {"run": run, "minutes": minutes, "fd": fd}
+
+    def study(rows, floor_fd=18.3, n=500):
+        return {"size": 64, "posters": 2500, "holdout": 20.0, "n": n, "floor": {"fd": floor_fd, "swd": 16.6},
+                "speeds": {r["run"]: 100.0 for r in rows}, "own_img_per_s": {r["run"]: 90.0 for r in rows},
+                "rows": rows}
+
+    earlier = tmp_path / "curves_64.json"
+    earlier.write_text(json.dumps(study([row("stable", 2, 200), row("stable", 60, 106), row("projected", 15, 99)])))
+    now = study([row("projected-nogenres", 15, 120), row("projected", 15, 98), row("projected", 60, 80)],
+                floor_fd=18.28)  # the same floor, to the rounding an earlier file may hold
+    merged, taken = curves.merge_earlier(earlier, now)
+    assert taken == ["stable"]  # projected was trained again: only its new rows count
+    assert [(r["run"], r["minutes"]) for r in merged["rows"]] == [
+        ("stable", 2), ("stable", 60), ("projected", 15), ("projected", 60), ("projected-nogenres", 15)]
+    assert merged["speeds"]["stable"] == 100.0 and merged["own_img_per_s"]["stable"] == 90.0
+    for other in (study([], floor_fd=25.0), study([], n=1000)):  # another evaluation: not the same study
+        with pytest.raises(SystemExit, match="not the same study"):
+            curves.merge_earlier(earlier, other)
+    with pytest.raises(SystemExit, match="--earlier"):
+        curves.merge_earlier(tmp_path / "missing.json", now)
+
+
+def test_earlier_runs_show_the_grid_tile_they_kept(curves, tmp_path: Path, capsys):
+    from PIL import Image
+
+    kept = tmp_path / "tiles"
+    kept.mkdir()
+    Image.new("RGB", (40, 30), "red").save(kept / "stable.jpg")
+    data = {"rows": [{"run": "stable"}, {"run": "fastgan"}]}
+    curves.grids(data, {}, kept, tmp_path / "grids.jpg")
+    assert Image.open(tmp_path / "grids.jpg").size == (40, 30)  # stable's tile; fastgan kept none
+    assert "no grid kept for fastgan" in capsys.readouterr().out

@@ -60,6 +60,15 @@ def test_a_budget_beyond_the_measured_range_takes_the_nearer_end_and_says_so():
     assert choose("cpu", True, 64, minutes=0.1, table=TABLE).preset == "stable"
 
 
+def test_a_recipe_competes_only_as_far_as_its_curve_was_measured():
+    # FastGAN's pair, measured to 8 minutes only, is best on both there; at 30 nothing says how it does
+    table = {"devices": {"cpu": {**TABLE["devices"]["cpu"],
+                                 "curves": {**TABLE["devices"]["cpu"]["curves"], "fastgan": [[0.5, 30, 30], [8, 1, 1]]}}}}
+    assert choose("cpu", True, 64, minutes=4, table=table).options["arch"] == "fastgan"
+    late = choose("cpu", True, 64, minutes=30, table=table)
+    assert late.preset == "projected" and "fastgan" not in late.reason
+
+
 def test_a_length_in_steps_is_timed_at_the_fallback_speed_and_given_to_the_winner_in_its_steps():
     # 9000 steps of 64 at stable's 300 img/s: 32 minutes, where projected wins; at its 50 img/s
     # 32 minutes are 1500 steps
@@ -103,6 +112,7 @@ def test_train_without_a_preset_trains_the_winner_and_says_why(cli, table, tiny_
     config = json.loads(out)
     assert code == 0 and config["train"]["preset"] == "projected" and config["train"]["minutes"] == 30
     assert err.startswith("recipe projected: preset projected") and err.count("\n") == 1
+    assert config["recipe"] == err.strip().removeprefix("recipe ")  # config.json keeps why
     code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--minutes", "1", "--device", "cpu",
                          "--ngf", "16", "--dry-run")
     config = json.loads(out)  # the winner's widths sit under the options given
@@ -110,6 +120,10 @@ def test_train_without_a_preset_trains_the_winner_and_says_why(cli, table, tiny_
     code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "run", "--minutes", "30", "--preset", "stable",
                          "--device", "cpu", "--dry-run")
     assert json.loads(out)["train"]["preset"] == "stable" and "given with --preset" in err
+    code, out, err = cli("train", tiny_dataset, "-o", tmp_path / "real", "--steps", "2", "--batch", "4",
+                         "--device", "cpu", "--sample-every", "2", "--no-tensorboard")
+    recorded = json.loads((tmp_path / "real" / "config.json").read_text())["recipe"]
+    assert code == 0 and recorded.startswith("stable: preset stable") and f"recipe {recorded}" in out
 
 
 def test_a_broken_table_is_one_line(cli, tiny_dataset: Path, tmp_path: Path, monkeypatch):

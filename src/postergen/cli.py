@@ -301,8 +301,8 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train_options(args: argparse.Namespace):
-    """-> (the options given, the TrainConfig they make, the budget in minutes), every option checked
-    before the dataset is read or anything is written."""
+    """-> (the options given, the TrainConfig they make, the budget in minutes, the device type it trains
+    on), every option checked before the dataset is read or anything is written."""
     from postergen.config import TrainConfig, from_preset
     from postergen.engine.gan import check_train
     from postergen.recipes import FALLBACK
@@ -317,14 +317,13 @@ def _train_options(args: argparse.Namespace):
         if value is not None:
             _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
     minutes = _budget_minutes(args)
-    device = given.get("device", TrainConfig.device)
-    if device == "auto":  # a preset's widths may follow the device it trains on (config.CUDA_PRESETS)
-        from postergen.runtime import pick_device
+    _check_device(given.get("device", TrainConfig.device))
+    from postergen.runtime import pick_device
 
-        device = pick_device(device).type
+    device = pick_device(given.get("device", TrainConfig.device)).type  # presets' widths follow it (CUDA_PRESETS)
     cfg = from_preset(args.preset or FALLBACK, device_type=device, **given)  # no --preset: _recipe picks, later
     _check(check_train, cfg)
-    return given, cfg, minutes
+    return given, cfg, minutes, device
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -332,7 +331,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from postergen.data.dataset import check_one_batch, open_dataset
 
-    given, cfg, minutes = _train_options(args)
+    given, cfg, minutes, device = _train_options(args)
     if args.allow_other_data and not args.resume:
         raise UserError("--allow-other-data goes with --resume (a new run records whatever data it is given)")
     _check_output(args.out, folder=True)
@@ -349,12 +348,12 @@ def _run_train(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, steps=given["steps"])
     budget = _length_fields(minutes, any(v is not None for v in (args.steps, args.epochs, args.kimg)), start)
     given, cfg = {**given, **budget}, dataclasses.replace(cfg, **budget)
-    cfg, recipe = _recipe(args, cfg, given, ds)
+    cfg, recipe = _recipe(args, cfg, given, ds, device)
     changed = set(given) | ({"preset"} if args.preset is not None else set())
     if args.dry_run:  # what would really run: the config.json this run would write (or has, resumed)
         import json
 
-        config = resolve(ds, args.out, cfg, changed, start, args.allow_other_data)[1]
+        config = resolve(ds, args.out, cfg, changed, start, args.allow_other_data, recipe=recipe)[1]
         if recipe:
             print(f"recipe {recipe}", file=sys.stderr)  # stdout stays the config's JSON
         print(json.dumps(config, indent=1))
@@ -372,7 +371,7 @@ def _run_train(args: argparse.Namespace) -> int:
     say(f"train {args.out}: preset {run_cfg.preset}, {W}x{H} px, {len(ds.training)} posters{held}, "
           f"{len(ds.genres) if run_cfg.conditional else 0} genres, {_length_text(run_cfg, start)}")
     summary = train(ds, args.out, cfg, resume=args.resume, force=args.force, changed=changed, echo=say,
-                    allow_other_data=args.allow_other_data)
+                    allow_other_data=args.allow_other_data, recipe=recipe)
     if summary["interrupted"]:
         say(f"stopped at step {summary['step']}; checkpoint saved. Continue with: "
               f"postergen train {args.dataset} -o {args.out} --resume", file=sys.stderr)
@@ -385,7 +384,7 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recipe(args: argparse.Namespace, cfg, given: dict, ds) -> tuple:
+def _recipe(args: argparse.Namespace, cfg, given: dict, ds, device: str) -> tuple:
     """-> (the config a new run without --preset trains: recipes.choose's measured winner for its device,
     budget and genres, under the options given; why, in one line). A given --preset, or a resume's own
     settings, stay as they are."""
@@ -396,9 +395,7 @@ def _recipe(args: argparse.Namespace, cfg, given: dict, ds) -> tuple:
     from postergen import recipes
     from postergen.config import MAX_STEPS, from_preset
     from postergen.engine.gan import check_train
-    from postergen.runtime import pick_device
 
-    device = pick_device(cfg.device).type
     if cfg.init_from:  # the parent's model, so its weights carry over
         from postergen.engine.transfer import parent_recipe
 

@@ -7,7 +7,8 @@ curves are interpolated in log-log at the budget. Another recipe replaces the st
 it measures better on both FD and SWD (the best geometric mean of the two among those that do):
 FD's feature network and the projected D's backbone are both ImageNet EfficientNets, so FD alone
 can favour a D that matches those features while the pixels (SWD) and the grid say otherwise, as
-they did on this CPU. A budget outside the measured range takes the nearer end, and says so. A
+they did on this CPU. A recipe competes only up to its curve's last point, and a budget outside
+the measured range takes the nearer end, and says so. A
 device with no curves keeps the stable preset at its own widths. curves.py `--recipes-json`
 rewrites the file from a study; $POSTERGEN_RECIPES names another table.
 """
@@ -80,9 +81,11 @@ def choose(device_type: str, conditional: bool, batch: int, minutes: float | Non
     if not curves:
         return Choice(FALLBACK, {}, f"{FALLBACK}: no curves measured {'with' if conditional else 'without'} genres "
                                     f"on {measured['what']} yet (benchmarks/curves.py)")
-    lo = max(c[0][0] for c in curves.values())  # where every curve has a point
-    hi = min(c[-1][0] for c in curves.values())
-    where = min(max(budget, lo), hi)
+    # a recipe competes up to its curve's last point: beyond it, nothing says how it does
+    reach = max(c[-1][0] for c in curves.values())
+    curves = {name: c for name, c in curves.items() if c[-1][0] >= min(budget, reach)}
+    lo = max(c[0][0] for c in curves.values())  # where every remaining curve has a point
+    where = min(max(budget, lo), reach)
     fd, swd = ({name: at(c, where, column) for name, c in curves.items()} for column in (1, 2))
     mean = {name: math.sqrt(fd[name] * swd[name]) for name in curves}
     incumbent = FALLBACK if FALLBACK in curves else min(mean, key=mean.get)

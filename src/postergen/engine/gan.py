@@ -272,11 +272,12 @@ def workload(cfg: TrainConfig, ds: PosterDataset) -> str:
 
 
 def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = frozenset(),
-            start: dict | None = None, allow_other_data: bool = False, echo=lambda line: None
+            start: dict | None = None, allow_other_data: bool = False, echo=lambda line: None, recipe: str = ""
             ) -> tuple[TrainConfig, dict]:
     """The settings a run will really use -> (TrainConfig, the config.json dict). start: the checkpoint
     a --resume continues from (its stored settings, with only the given options a run may change
-    applied), None for a fresh run. `train --dry-run` prints this."""
+    applied), None for a fresh run. recipe: why a fresh run trains this preset (`train` without --preset:
+    the recipe line), kept in config.json. `train --dry-run` prints this."""
     if start is not None:
         saved = start["config"]
         cfg = resumed_config(saved, cfg, set(changed), run)
@@ -300,7 +301,7 @@ def resolve(ds: PosterDataset, run: Path, cfg: TrainConfig, changed: set[str] = 
             freeze_blocks(D, cfg.freeze_d, getattr(model_cfg, "discriminator", type(D).__name__))
         except ValueError as e:
             raise UserError(str(e)) from None
-    return cfg, gan_config(cfg, model_cfg, genres, ds, run)
+    return cfg, gan_config(cfg, model_cfg, genres, ds, run) | ({"recipe": recipe} if recipe else {})
 
 
 def check_train(cfg: TrainConfig) -> None:
@@ -311,11 +312,12 @@ def check_train(cfg: TrainConfig) -> None:
 
 
 def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, force: bool = False,
-          changed: set[str] = frozenset(), echo=print, allow_other_data: bool = False) -> dict:
+          changed: set[str] = frozenset(), echo=print, allow_other_data: bool = False, recipe: str = "") -> dict:
     """Train (or continue) a run; returns a summary. Ctrl-C/SIGTERM stop after a checkpoint.
 
     changed: the options the user gave; on --resume only those (and only ones a run may change)
     override the run's stored settings. allow_other_data: resume on a dataset other than the run's.
+    recipe: why this preset, recorded in a fresh run's config.json.
     """
     check_train(cfg)
     # Settings no rank can train with fail before any rank joins the job: a rank that leaves a gloo
@@ -326,7 +328,8 @@ def train(ds: PosterDataset, run: Path, cfg: TrainConfig, resume: bool = False, 
     try:
         _check_device(cfg, device, dist)
         lock, start = open_run(run, resume, force, dist, echo)
-        cfg, config = resolve(ds, run, cfg, changed, start, allow_other_data, echo if dist.main else (lambda line: None))
+        cfg, config = resolve(ds, run, cfg, changed, start, allow_other_data, echo if dist.main else (lambda line: None),
+                              recipe)
         model_cfg, genres = registry.model_config(config), config["genres"]
         task = GANTask(ds, cfg, model_cfg, genres, device, dist, config["arch"])
         if dist.main and task.stepper.has_staged and cfg.feature_start >= cfg.steps:
