@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import noise, png_bomb, solid
-from postergen.data import ingest
+from postergen.data import decode, ingest
 from postergen.data.dataset import open_dataset
 from postergen.data.ingest import PrepareConfig, prepare
 from postergen.errors import UserError
@@ -115,10 +115,10 @@ def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
         buf = io.BytesIO()
         Image.fromarray(pixels).resize(size, Image.NEAREST).convert(mode).save(buf, "JPEG", **save)
         jpegs[f"{mode}{i}"] = buf.getvalue()
-    fast = {k: ingest._decode_plain_jpeg(v, cfg) for k, v in jpegs.items()}
-    monkeypatch.setattr(ingest, "_decode_plain_jpeg", lambda data, cfg: None)
+    fast = {k: decode._decode_plain_jpeg(v, cfg) for k, v in jpegs.items()}
+    monkeypatch.setattr(decode, "_decode_plain_jpeg", lambda data, cfg: None)
     for name, data in jpegs.items():
-        reason, note, slow = ingest.decode_image(data, cfg)
+        reason, note, slow = decode.decode_image(data, cfg)
         assert reason == "ok" and fast[name] is not None and np.array_equal(fast[name][0], slow), name
         assert fast[name][1] == note and note.startswith("upscaled") == name.endswith("4"), name
     monkeypatch.undo()
@@ -128,8 +128,8 @@ def test_fast_jpeg_path_matches_pillow(tmp_path: Path, fit: str, monkeypatch):
     Image.new("RGB", (100, 150)).save(exif, "JPEG", exif=Image.Exif())
     plain = jpegs["RGB0"]
     for data in (cmyk.getvalue(), exif.getvalue(), plain[:len(plain) // 2]):
-        assert ingest._decode_plain_jpeg(data, cfg) is None
-    assert ingest._decode_plain_jpeg(plain, PrepareConfig(size=40, max_pixels=1000)) is None
+        assert decode._decode_plain_jpeg(data, cfg) is None
+    assert decode._decode_plain_jpeg(plain, PrepareConfig(size=40, max_pixels=1000)) is None
 
 
 @pytest.mark.parametrize("aspect,fit,shape", [("1:1", "crop", (3, 40, 40)), ("1:1", "pad", (3, 40, 40)),

@@ -22,7 +22,8 @@ from torch import nn
 
 from postergen import __version__
 from postergen.data.dataset import PosterDataset, open_dataset
-from postergen.data.ingest import PrepareConfig, decode_image
+from postergen.data.decode import decode_image
+from postergen.data.ingest import PrepareConfig
 from postergen.draw import noise, render
 from postergen.errors import UserError
 from postergen.files import write_atomic

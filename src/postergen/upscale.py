@@ -13,7 +13,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from postergen import __version__
 from postergen.checkpoint import load_checkpoint
-from postergen.data.ingest import to_rgb
+from postergen.data.decode import to_rgb
 from postergen.errors import UserError
 from postergen.files import save_image
 from postergen.models.sr import SRConfig, SRNet, build_sr, sr_forward
