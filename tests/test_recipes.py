@@ -21,7 +21,7 @@ TABLE = {"devices": {"cpu": {
     "speeds": {"stable": 300.0, "projected": 50.0, "fastgan": 30.0, "stable-nogenres": 300.0,
                "projected-nogenres": 50.0},
     "curves": {"stable": [[0.5, 40, 40], [2, 20, 20], [8, 12, 12], [32, 10, 10]],
-               "projected": [[0.5, 60, 60], [2, 25, 25], [8, 12, 12], [32, 5, 5]],
+               "projected": [[0.5, 60, 60], [2, 25, 25], [8, 12, 12], [32.2, 5, 5]],
                "fastgan": [[0.5, 30, 90], [32, 2, 50]],
                "stable-nogenres": [[0.5, 40, 40], [32, 10, 10]],
                "projected-nogenres": [[0.5, 60, 60], [32, 20, 20]]},
@@ -67,6 +67,10 @@ def test_a_recipe_competes_only_as_far_as_its_curve_was_measured():
     assert choose("cpu", True, 64, minutes=4, table=table).options["arch"] == "fastgan"
     late = choose("cpu", True, 64, minutes=30, table=table)
     assert late.preset == "projected" and "fastgan" not in late.reason
+    # curves of one length end a step apart: all still compete beyond it (projected 32.2, stable 31.9)
+    table["devices"]["cpu"]["curves"]["stable"][-1][0] = 31.9
+    far = choose("cpu", True, 64, minutes=600, table=table)
+    assert far.preset == "projected" and "better than stable on both" in far.reason
 
 
 def test_a_length_in_steps_is_timed_at_the_fallback_speed_and_given_to_the_winner_in_its_steps():

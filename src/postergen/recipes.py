@@ -26,6 +26,9 @@ from postergen.errors import UserError
 TABLE = Path(__file__).with_name("recipes.json")
 FALLBACK = "stable"  # the preset where nothing was measured, and the one steps are timed with
 NO_GENRES = "-nogenres"  # a curve's name without genre conditioning (benchmarks/curves.py's)
+# Runs of one study are trained to the same minutes in whole steps, so their last points differ by a step
+# or two: a curve reaches a budget within this factor of its last point.
+REACH_SLACK = 1.05
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ def choose(device_type: str, conditional: bool, batch: int, minutes: float | Non
                                     f"on {measured['what']} yet (benchmarks/curves.py)")
     # a recipe competes up to its curve's last point: beyond it, nothing says how it does
     reach = max(c[-1][0] for c in curves.values())
-    curves = {name: c for name, c in curves.items() if c[-1][0] >= min(budget, reach)}
+    curves = {name: c for name, c in curves.items() if c[-1][0] * REACH_SLACK >= min(budget, reach)}
     lo = max(c[0][0] for c in curves.values())  # where every remaining curve has a point
     where = min(max(budget, lo), reach)
     fd, swd = ({name: at(c, where, column) for name, c in curves.items()} for column in (1, 2))
