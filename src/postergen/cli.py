@@ -317,10 +317,11 @@ def _train_options(args: argparse.Namespace):
         if value is not None:
             _limit(option, value, 0.0, None, "epochs" if option == "--epochs" else "kimg", lo_open=True)
     minutes = _budget_minutes(args)
-    _check_device(given.get("device", TrainConfig.device))
-    from postergen.runtime import pick_device
+    device = given.get("device", TrainConfig.device)
+    if device == "auto":  # a preset's widths may follow the device it trains on (config.CUDA_PRESETS)
+        from postergen.runtime import pick_device
 
-    device = pick_device(given.get("device", TrainConfig.device)).type  # presets' widths follow it (CUDA_PRESETS)
+        device = pick_device(device).type
     cfg = from_preset(args.preset or FALLBACK, device_type=device, **given)  # no --preset: _recipe picks, later
     _check(check_train, cfg)
     return given, cfg, minutes, device
