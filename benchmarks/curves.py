@@ -59,6 +59,8 @@ RECIPES: dict[str, dict[str, tuple[str, dict]]] = {
     # FastGAN's G and its self-supervised D, stable's loss and optimiser
     "fastgan": {"cpu": ("stable", dict(arch="fastgan", discriminator="fastgan", ngf=16, ndf=32)),
                 "cuda": ("stable", dict(arch="fastgan", discriminator="fastgan", ngf=32, ndf=64))},
+    # the projected preset with MSGAN's mode-seeking term: its 60-minute grid was one poster per genre
+    "projected-ms": {"cpu": ("projected", dict(mode_seeking=1.0)), "cuda": ("projected", dict(mode_seeking=1.0))},
 }
 NO_GENRES = "-nogenres"  # the run name's suffix without genre conditioning (--no-conditional)
 

@@ -210,3 +210,32 @@ def test_model_options_have_one_default_and_doc():
     for name in MODEL_OPTIONS:
         assert (train[name].default, train[name].metadata["doc"]) == (model[name].default, model[name].metadata["doc"])
     assert TrainConfig().model_config(64, 64, 0) == ModelConfig()  # the stable preset's model is the default model
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. --mode-seeking: G's batch is pairs of noise with the same genres, and the term is logged
+
+def test_mode_seeking_pairs_genres_in_gs_batch_and_logs_its_term(tiny_dataset, tmp_path):
+    import json
+
+    from postergen.engine.gan import build
+    from postergen.engine.step import MODE_SEEKING, Stepper
+
+    cfg = from_preset("stable", **tiny_train_args(mode_seeking=1.0, label_dropout=0.0))
+    m = build(cfg, cfg.model_config(32, 32, 3), torch.device("cpu"))
+    seen = []
+    m.G.register_forward_hook(lambda mod, args, out: seen.append(args[1].clone()))
+    stepper = Stepper(m, cfg, torch.device("cpu"), conditional=True)
+    genres = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2, 0])]  # an odd batch: the last has no partner
+    out = stepper.g_update(7, genres)
+    (given,) = seen
+    assert torch.equal(given[:3], genres[:3]) and torch.equal(given[3:6], genres[:3]) and torch.equal(given[6], genres[6])
+    assert out[MODE_SEEKING] > 0 and MODE_SEEKING in stepper.part_keys
+    off = Stepper(m, from_preset("stable", **tiny_train_args()), torch.device("cpu"), conditional=True)
+    assert MODE_SEEKING not in off.g_update(7, genres) and MODE_SEEKING not in off.part_keys
+
+    run = tmp_path / "run"
+    train(open_dataset(tiny_dataset), run, cfg, echo=lambda *a: None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(MODE_SEEKING in row for row in rows)
+    assert json.loads((run / "config.json").read_text())["train"]["mode_seeking"] == 1.0

@@ -15,6 +15,7 @@ from postergen.engine.losses import (
     get_loss,
     hinge_d,
     hinge_g,
+    mode_seeking,
     r1_penalty,
 )
 
@@ -87,3 +88,17 @@ def test_registry():
     assert set(LOSSES) == {"bce", "hinge"}
     with pytest.raises(ValueError, match="bce, hinge"):
         get_loss("wasserstein")
+
+
+def test_mode_seeking_is_the_inverse_of_image_over_noise_distance():
+    a, z_a = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
+    # images 0.5 apart everywhere for noise 2 apart: ratio 0.25
+    torch.testing.assert_close(mode_seeking(a, a + 0.5, z_a, z_a + 2), torch.tensor(1 / (0.25 + 1e-5)))
+    assert mode_seeking(a, a, z_a, z_a + 1) > 1e4  # a G that ignores its noise pays most
+
+
+def test_mode_seeking_pushes_a_pair_apart():
+    a, b = torch.zeros(2, 3, 2, 2, requires_grad=True), torch.full((2, 3, 2, 2), 0.1, requires_grad=True)
+    mode_seeking(a, b, torch.zeros(2, 4), torch.ones(2, 4)).backward()
+    # descending the term moves a down and b up: the pair's difference grows
+    assert (a.grad > 0).all() and (b.grad < 0).all()

@@ -153,6 +153,9 @@ class TrainConfig:
     g_steps: int = doc_field(1, "G updates per step")
     real_label: float = doc_field(1.0, "BCE target for real images; 0.9 is one-sided label smoothing")
     r1_gamma: float = doc_field(0.0, "R1 penalty weight on D's gradient at real images; 0 disables")
+    mode_seeking: float = doc_field(0.0, "weight of MSGAN's mode-seeking term in G's loss: each G batch is "
+                                         "pairs of noise with the same genres, and G pays for pairs that "
+                                         "look alike (variety within a genre); 0: off")
     r1_every: int = doc_field(4, "apply R1 every K D updates, scaled by K (lazy regularisation)")
     ema_kimg: float = doc_field(10.0, "half-life of the EMA of G's weights used for sampling, in thousands of images; 0 disables")
     ema_rampup: float = doc_field(0.05, "early on the half-life is at most this share of images seen, so the EMA keeps up; 0: off")
@@ -338,6 +341,7 @@ def check(cfg: TrainConfig) -> None:
     limit("real_label", 0.0, 1.0, lo_open=True)
     limit("r1_gamma", 0.0, MAX_WEIGHT)
     limit("r1_every", 1, MAX_REPEAT, "D updates")
+    limit("mode_seeking", 0.0, MAX_WEIGHT)
     limit("freeze_d", 0, MAX_BLOCKS, "blocks")
     limit("ema_kimg", 0.0, MAX_EMA_KIMG, "kimg")
     limit("ema_rampup", 0.0, 1.0)

@@ -138,7 +138,7 @@ class GANTask(Task):
         self.workload = workload(cfg, ds)
         self.precision = resolve_precision(cfg.precision, device)
         self.stepper = Stepper(self.m, cfg, device, conditional=model_cfg.n_genres > 0, world=dist.world)
-        self.meter = Meter(device, dist, self.stepper.obj.part_keys)
+        self.meter = Meter(device, dist, self.stepper.part_keys)
         self.step_fn = step_runner(self.stepper, self.meter, cfg.cuda_graph)
         self.fixed = fixed_inputs(model_cfg, genres, cfg.seed, device)
         self.diversity = SampleDiversity(ds, conditional=bool(genres), per_row=self.fixed.per_row, seed=cfg.seed)

@@ -57,6 +57,15 @@ def r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return grad.square().flatten(1).sum(dim=1).mean()
 
 
+def mode_seeking(fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking term (Mao et al. 2019), for G to minimise: 1 / (image distance over noise
+    distance) between pairs G(z_a, c), G(z_b, c) of the same genres. A G whose noise barely moves its
+    output (one poster per genre) pays a large term; the mean absolute difference keeps it bounded."""
+    ratio = (fake_a.float() - fake_b.float()).abs().mean() / (z_a.float() - z_b.float()).abs().mean()
+    return 1.0 / (ratio + eps)
+
+
 LOSSES: dict[str, tuple[DLoss, GLoss]] = {
     "bce": (bce_d, bce_g),
     "hinge": (hinge_d, hinge_g),

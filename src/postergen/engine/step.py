@@ -38,7 +38,7 @@ from torch import nn
 
 from postergen.config import ADAPTIVE, TrainConfig
 from postergen.engine.ada import AdaController
-from postergen.engine.losses import r1_penalty
+from postergen.engine.losses import mode_seeking, r1_penalty
 from postergen.engine.objectives import Objective, frozen, part_keys, trainable
 from postergen.errors import TrainingDiverged, UserError
 from postergen.models.registry import DISCRIMINATORS
@@ -83,6 +83,7 @@ class Phase(NamedTuple):
 # What a step tells a D that asks (its STEP_OPTIONS, models/verdict.py): whether its second part counts
 # on this step, and whether the images are real ones of D's update.
 STEP_FACTS = ("staged", "real")
+MODE_SEEKING = "loss_ms"  # metrics.jsonl's key of G's mode-seeking term (--mode-seeking), unweighted
 
 
 class Stepper:
@@ -104,6 +105,11 @@ class Stepper:
         self.d_trainable = trainable(m.D)  # switched off for G's update, and only these switched back
         self.autocast = autocast(device, cfg.precision, cache=not cfg.cuda_graph)
         self.channels_last = cfg.channels_last and device.type in ("cuda", "cpu")
+
+    @property
+    def part_keys(self) -> tuple[str, ...]:
+        """What a step reports besides Meter.KEYS: D's loss parts, and the mode-seeking term where it is on."""
+        return self.obj.part_keys + ((MODE_SEEKING,) if self.cfg.mode_seeking else ())
 
     def _genres(self, genres: torch.Tensor) -> torch.Tensor | None:
         if not self.conditional:
@@ -170,12 +176,18 @@ class Stepper:
         return float(torch.sigmoid(logits.float()).mean())
 
     def g_update(self, batch: int, genres: torch.Tensor | None, staged: bool = False) -> dict[str, torch.Tensor]:
-        """One G update; -> loss_g and its parts."""
-        m = self.m
+        """One G update; -> loss_g and its parts (loss_ms: the mode-seeking term, unweighted, where it is on)."""
+        m, pairs = self.m, batch // 2
+        z = self._z(batch)
+        if self.cfg.mode_seeking and genres is not None:  # the second half repeats the first's genres
+            genres = torch.cat([genres[:pairs], genres[:pairs], genres[2 * pairs:]])
         with frozen(self.d_trainable):  # G's step needs gradients through D, not for D (bare D: no sync)
             with self.autocast:
-                fake = m.G_train(self._z(batch), genres)
+                fake = m.G_train(z, genres)
                 losses = self.obj.g_losses(self._judge(m.D, self.obj.augment(fake), genres, staged))
+            if self.cfg.mode_seeking:
+                losses[MODE_SEEKING] = ms = mode_seeking(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
+                losses["loss_g"] = losses["loss_g"] + self.cfg.mode_seeking * ms
             m.opt_g.zero_grad(set_to_none=True)
             losses["loss_g"].backward()
             m.opt_g.step()
