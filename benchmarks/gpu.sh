@@ -30,6 +30,6 @@ $PY benchmarks/projected.py --out "$OUT/projected128" --size 128 --posters 4000 
 # for src/postergen/recipes.json (copy it in: then `train` without --preset picks by these curves on CUDA).
 if [ "${CURVES:-1}" != 0 ]; then
   $PY benchmarks/curves.py --out "$OUT/curves128" --size 128 --posters 5000 --holdout 20 --n 1000 --minutes 10 \
-      --device cuda --eval-device cuda --speed-steps 50 --speed-warmup 10 --doc "" --recipes stable,projected,fastgan \
+      --device cuda --eval-device cuda --speed-steps 50 --speed-warmup 10 --doc "" \
       --recipes-json "$OUT/curves128/recipes.json"
 fi
