@@ -64,7 +64,8 @@ RECIPES: dict[str, dict[str, tuple[str, dict]]] = {
     **{f"projected-ms{w:g}": {device: ("projected", dict(mode_seeking=w)) for device in ("cpu", "cuda")}
        for w in (1.0, 0.1)},
 }
-STUDY = ["stable", "projected", "fastgan"]  # the recipes the study trains unless --recipes names others
+# The recipes the study trains unless --recipes names others, and the only ones --recipes-json writes
+STUDY = ["stable", "projected", "fastgan"]
 NO_GENRES = "-nogenres"  # the run name's suffix without genre conditioning (--no-conditional)
 
 
@@ -361,16 +362,17 @@ def write_results(args, data: dict, runs: dict[str, Path], earlier: list[str]) -
 def write_recipes(path: Path, rows: list[dict], speeds: dict, device: str, size: int, command: str) -> None:
     """This study's curves as postergen's recipe table (postergen/recipes.py reads it): for this device
     type, each recipe's preset and widths, speeds, and [minutes, FD over the floor, SWD over the floor]
-    per run; other devices' entries are kept."""
+    per run; other devices' entries are kept. Only the study's recipes (STUDY): one tried beside them
+    (--recipes) is tabulated, and becomes a recipe `train` may pick once it is added to STUDY."""
     table = json.loads(path.read_text()) if path.is_file() else {}
     curves = {}
-    for r in rows:
+    for r in (r for r in rows if r["run"].removesuffix(NO_GENRES) in STUDY):
         curves.setdefault(r["run"], []).append([round(r["minutes"], 4), round(r["fd_floor"], 4), round(r["swd_floor"], 4)])
     recipes = {name: {"preset": RECIPES[name][device][0], "options": RECIPES[name][device][1]}
                for name in dict.fromkeys(run.removesuffix(NO_GENRES) for run in curves)}
     what = (f"{os.cpu_count()}-core CPU" if device == "cpu" else torch.cuda.get_device_name()) + f", {size} px"
     table.setdefault("devices", {})[device] = {"what": what, "command": command, "recipes": recipes,
-                                               "speeds": {k: round(v, 1) for k, v in speeds.items()},
+                                               "speeds": {k: round(v, 1) for k, v in speeds.items() if k in curves},
                                                "curves": curves}
     path.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {path}")

@@ -59,6 +59,17 @@ def test_a_study_becomes_the_recipe_table_train_reads(curves, tmp_path: Path):
     assert choose("cpu", False, 64, minutes=10, table=table).preset == "stable"  # no projected curve without genres
 
 
+def test_a_run_tried_beside_the_study_is_no_recipe_until_it_joins_it(curves, tmp_path: Path):
+    tried = "projected-ms1"
+    assert tried in curves.RECIPES and tried not in curves.STUDY
+    rows = [{"run": run, "minutes": m, "fd_floor": q, "swd_floor": q}
+            for run in ("stable", tried) for m, q in ((1, 16 if run == "stable" else 2), (10, 9 if run == "stable" else 1))]
+    path = tmp_path / "recipes.json"
+    curves.write_recipes(path, rows, {"stable": 300.0, tried: 40.0}, "cpu", 64, "curves.py")
+    cpu = json.loads(path.read_text())["devices"]["cpu"]
+    assert list(cpu["recipes"]) == list(cpu["curves"]) == list(cpu["speeds"]) == ["stable"]  # better, but not picked
+
+
 def test_an_earlier_sitting_fills_in_the_runs_this_one_lacks(curves, tmp_path: Path):
     def row(run, minutes, fd):
         return {"run": run, "minutes": minutes, "fd": fd}
