@@ -165,7 +165,8 @@ class Evaluator:
 
 
 def curve(run: Path, evaluate: Evaluator, points: int, keep_all: bool) -> list[dict]:
-    """evaluate's results at log-spaced step checkpoints of `run`, oldest first; each is a line in
+    """evaluate's results at log-spaced step checkpoints of `run`, and at any step evaluated before (a
+    run grown to a longer --minutes keeps its earlier points), oldest first; each is a line in
     RUN/eval.jsonl (kept and reused with --reuse when it has every metric at this n). Then, unless
     keep_all, the step checkpoints not evaluated are deleted (latest.pt stays): 30 to 60 MB each."""
     checkpoints = RunFolder(run).step_checkpoints()
@@ -173,17 +174,15 @@ def curve(run: Path, evaluate: Evaluator, points: int, keep_all: bool) -> list[d
         if REUSE and (run / "eval.jsonl").is_file() else []
     done = {r["step"]: r for r in rows if (r.get("n"), r.get("seed")) == (evaluate.n, SEED)
             and set(METRICS) <= set(r.get("metrics", {}))}
-    out = []
     for step in log_spaced(sorted(checkpoints), points):
         if step not in done:
             print(f"evaluating {run.name} step {step}", flush=True)
             done[step] = evaluate(run, checkpoints[step])
             record_curve_point(run / "eval.jsonl", done[step])
-        out.append(done[step])
     for step, path in checkpoints.items():
         if not keep_all and step not in done:
             path.unlink()
-    return out
+    return [done[step] for step in sorted(done)]
 
 
 def real_floor(out: Path, ds: Path, n: int, device: str) -> dict:

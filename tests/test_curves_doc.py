@@ -105,3 +105,25 @@ def test_earlier_runs_show_the_grid_tile_they_kept(curves, tmp_path: Path, capsy
     curves.grids(data, {}, kept, tmp_path / "grids.jpg")
     assert Image.open(tmp_path / "grids.jpg").size == (40, 30)  # stable's tile; fastgan kept none
     assert "no grid kept for fastgan" in capsys.readouterr().out
+
+
+def test_a_run_grown_longer_keeps_the_points_evaluated_before(curves, tmp_path: Path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+
+    def save(*steps):
+        for step in steps:
+            (run / "checkpoints" / f"step-{step:07d}.pt").write_bytes(b"weights")
+
+    def evaluate(folder, checkpoint):
+        step = int(checkpoint.stem.split("-")[1])
+        return {"step": step, "n": 8, "seed": curves.SEED, "metrics": dict.fromkeys(curves.METRICS, step)}
+
+    evaluate.n = 8
+    monkeypatch.setattr(curves, "REUSE", True)
+    save(*range(10, 101, 10))  # 100 steps, then grown to 200
+    first = [r["step"] for r in curves.curve(run, evaluate, 3, keep_all=False)]
+    save(*range(110, 201, 10))
+    grown = [r["step"] for r in curves.curve(run, evaluate, 3, keep_all=False)]
+    assert first == [30, 50, 100] and grown == [30, 50, 100, 200]  # 30 is not among 200's log-spaced points
+    assert sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").iterdir()) == grown  # the rest deleted
