@@ -40,6 +40,7 @@ from gan_speed import speed
 from postergen.config import MAX_KEEP, flag, from_preset
 from postergen.data.dataset import open_dataset
 from postergen.evaluate import evaluate_checkpoint, prepare_evaluation, real_inputs, real_pool, record_curve_point
+from postergen.recipes import NO_GENRES  # a run's name without genres: the one spelling train's table reads
 from postergen.runfolder import RunFolder
 from projected import compose, summary, tile
 
@@ -66,7 +67,6 @@ RECIPES: dict[str, dict[str, tuple[str, dict]]] = {
 }
 # The recipes the study trains unless --recipes names others, and the only ones --recipes-json writes
 STUDY = ["stable", "projected", "fastgan"]
-NO_GENRES = "-nogenres"  # the run name's suffix without genre conditioning (--no-conditional)
 
 
 def plan(recipes: list[str], genres: list[bool], device_type: str) -> dict[str, tuple[str, dict]]:

@@ -25,7 +25,7 @@ from postergen.errors import UserError
 
 TABLE = Path(__file__).with_name("recipes.json")
 FALLBACK = "stable"  # the preset where nothing was measured, and the one steps are timed with
-NO_GENRES = "-nogenres"  # a curve's name without genre conditioning (benchmarks/curves.py's)
+NO_GENRES = "-nogenres"  # a curve's name without genre conditioning (benchmarks/curves.py's runs too)
 # Runs of one study are trained to the same minutes in whole steps, so their last points differ by a step
 # or two: a curve reaches a budget within this factor of its last point.
 REACH_SLACK = 1.05
